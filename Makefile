@@ -1,0 +1,45 @@
+# bwp-worker: every developer and CI entry point. `make demo` and `make test` create the
+# virtual environment on first use; nothing else needs installing by hand.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: venv demo test test-fast lint format typecheck check chaos bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "bwp-worker needs Python 3.11 or newer (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+## The demo: embedded SQS, Redis, Buy with Prime API and OMS; exit 0 when the OMS ended right.
+demo: $(STAMP)
+	$(BIN)/bwp-worker demo
+
+## The whole test suite (unit, integration, end-to-end with real processes).
+test: $(STAMP)
+	$(BIN)/pytest
+
+## Unit tests only: seconds.
+test-fast: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,72 @@
+"""The event catalog: which detail-types the worker handles and what each one implies.
+
+Pure data. A delivery-family event names one delivery and implies a state for it; twins
+(ITEM_DELIVERED, DELIVERY_COMPLETED, PACKAGE_DELIVERED) imply the same state, which is
+what lets the worker recognise a twin without asking the order API.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+
+class DeliveryState(StrEnum):
+    PENDING = "PENDING"
+    IN_TRANSIT = "IN_TRANSIT"
+    DELIVERED = "DELIVERED"
+    CANCELLED = "CANCELLED"
+
+
+# PENDING < IN_TRANSIT < DELIVERED = CANCELLED (both terminal): design.md section 3.3.
+STATE_RANK: Final[dict[DeliveryState, int]] = {
+    DeliveryState.PENDING: 0,
+    DeliveryState.IN_TRANSIT: 1,
+    DeliveryState.DELIVERED: 2,
+    DeliveryState.CANCELLED: 2,
+}
+
+TERMINAL_STATES: Final[frozenset[DeliveryState]] = frozenset(
+    {DeliveryState.DELIVERED, DeliveryState.CANCELLED}
+)
+
+CANCELLATION_REASONS: Final[frozenset[str]] = frozenset(
+    {"CUSTOMER_REQUESTED", "UNFULFILLABLE", "UNDELIVERABLE"}
+)
+
+# detail-type -> the delivery state the event implies. All three API generations are
+# accepted whatever BWP_API_VERSION says (contract: "Events the worker accepts").
+DELIVERY_EVENTS: Final[dict[str, DeliveryState]] = {
+    "ITEM_IN_TRANSIT": DeliveryState.IN_TRANSIT,
+    "ITEM_DELIVERED": DeliveryState.DELIVERED,
+    "ITEM_CANCELLED": DeliveryState.CANCELLED,
+    "DELIVERY_IN_TRANSIT": DeliveryState.IN_TRANSIT,
+    "DELIVERY_COMPLETED": DeliveryState.DELIVERED,
+    "DELIVERY_CANCELLED": DeliveryState.CANCELLED,
+    "PACKAGE_DELIVERY_IN_TRANSIT": DeliveryState.IN_TRANSIT,
+    "PACKAGE_DELIVERED": DeliveryState.DELIVERED,
+    "PACKAGE_DELIVERY_CANCELLED": DeliveryState.CANCELLED,
+}
+
+# The twin sets, one per implied state, in the order of API generations.
+TWINS: Final[dict[DeliveryState, tuple[str, ...]]] = {
+    state: tuple(dt for dt, implied in DELIVERY_EVENTS.items() if implied is state)
+    for state in (DeliveryState.IN_TRANSIT, DeliveryState.DELIVERED, DeliveryState.CANCELLED)
+}
+
+
+def rank(state: DeliveryState) -> int:
+    """Position of ``state`` in the never-backwards order."""
+    return STATE_RANK[state]
+
+
+def is_delivery_event(detail_type: str) -> bool:
+    return detail_type in DELIVERY_EVENTS
+
+
+def implied_state(detail_type: str) -> DeliveryState:
+    """The delivery state a delivery-family event announces.
+
+    Raises KeyError for a detail-type outside the delivery family.
+    """
+    return DELIVERY_EVENTS[detail_type]

@@ -1,0 +1,85 @@
+"""The Celery app: its configuration derived from Settings, nothing read at import time.
+
+``celery -A tasks worker`` imports ``tasks.app``; its configuration is computed lazily
+from the environment the first time Celery reads it (``add_defaults`` with a callable).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from celery import Celery
+
+from config.settings import Settings, SettingsError, load_settings
+
+SYNC_TASK = "bwp.sync_delivery"
+SWEEP_TASK = "bwp.sweep_stale_events"
+
+
+def broker_prefix(settings: Settings) -> str:
+    """The key prefix of every broker key, so the broker shares a Redis with nobody's data."""
+    return f"{settings.redis_key_prefix}celery:"
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings for the worker's guarantees (design.md section 6)."""
+    return {
+        "broker_url": settings.broker_url,
+        "broker_transport_options": {
+            # A late-acked task of a killed worker comes back after this; it must exceed
+            # the longest task run plus its retry countdown (capped well below it).
+            "visibility_timeout": settings.broker_visibility_timeout,
+            "unacked_mutex_expire": 60,
+            "global_keyprefix": broker_prefix(settings),
+        },
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        "broker_pool_limit": 10,
+        "task_default_queue": settings.celery_queue,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_serializer": "json",
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        # Flower sees every task. Costs CPU (design.md section 7): worth it for operators.
+        "worker_send_task_events": True,
+        "task_send_sent_event": False,
+        "worker_hijack_root_logger": False,
+        "worker_redirect_stdouts": False,
+        "task_soft_time_limit": 120,
+        "task_time_limit": 150,
+        "enable_utc": True,
+        "timezone": "UTC",
+        "beat_schedule": {
+            "sweep-stale-events": {
+                "task": SWEEP_TASK,
+                "schedule": settings.sweep_interval_seconds,
+                "options": {
+                    "queue": settings.celery_queue,
+                    "expires": settings.sweep_interval_seconds,
+                },
+            },
+        },
+    }
+
+
+def _from_environment() -> dict[str, Any]:
+    try:
+        return celery_config(load_settings())
+    except SettingsError as exc:
+        print(f"bwp-worker: configuration error: {exc}", file=sys.stderr)  # noqa: T201
+        raise SystemExit(2) from None
+
+
+def make_app(settings: Settings | None = None) -> Celery:
+    """A Celery app configured from ``settings``, or lazily from the environment."""
+    app = Celery("bwp")
+    if settings is None:
+        app.add_defaults(_from_environment)
+    else:
+        app.conf.update(celery_config(settings))
+    return app

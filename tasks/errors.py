@@ -1,0 +1,95 @@
+"""The project's exception tree. Every error says whether a retry can help.
+
+    BwpError
+    ├── RetryableError            a later attempt may succeed
+    │   ├── ApiUnavailable        order API throttled, 5xx, timeout, connection error
+    │   ├── OrderNotVisibleYet    order or delivery not found (yet): an event can race it
+    │   ├── OmsUnavailable        OMS 408/425/429/5xx, timeout, connection error
+    │   ├── LedgerUnavailable     Redis unreachable
+    │   ├── DeadLetterUnavailable the DLQ did not take a message to park
+    │   ├── ApiBehindEvent        the order API does not show the event's state yet
+    │   └── DeliveryBusy          another worker holds the delivery's lock
+    └── PermanentError            retrying cannot help: park the event
+        ├── MalformedEvent        the SQS body is not a delivery event we can read
+        ├── PayloadConflict       same event id, different payload
+        ├── PermanentApiError     order API validation / access denied / not found for good
+        ├── PermanentOmsError     OMS answered another 4xx
+        └── ConfigurationError    a setting is missing or invalid
+
+Adapters translate library errors into these with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+
+class BwpError(Exception):
+    """Root of every error the worker raises on purpose."""
+
+    retryable: bool = False
+    #: the dead-letter kind used when this error parks an event
+    dlq_kind: str = "retries-exhausted"
+
+
+class RetryableError(BwpError):
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        #: seconds the other side asked us to wait (Retry-After), when it said
+        self.retry_after = retry_after
+
+
+class ApiUnavailable(RetryableError):
+    pass
+
+
+class OrderNotVisibleYet(RetryableError):
+    dlq_kind = "permanent-api-error"
+
+
+class OmsUnavailable(RetryableError):
+    pass
+
+
+class LedgerUnavailable(RetryableError):
+    pass
+
+
+class DeliveryBusy(RetryableError):
+    pass
+
+
+class DeadLetterUnavailable(RetryableError):
+    pass
+
+
+class ApiBehindEvent(RetryableError):
+    """The API still shows an earlier state than the event announced (read lag).
+
+    What the API showed was pushed already; retrying a few times catches the later state.
+    When the retries run out the event is complete, not parked: nothing was lost.
+    """
+
+
+class PermanentError(BwpError):
+    retryable = False
+
+
+class MalformedEvent(PermanentError):
+    dlq_kind = "malformed"
+
+
+class PayloadConflict(PermanentError):
+    dlq_kind = "conflict"
+
+
+class PermanentApiError(PermanentError):
+    dlq_kind = "permanent-api-error"
+
+
+class PermanentOmsError(PermanentError):
+    dlq_kind = "permanent-oms-error"
+
+
+class ConfigurationError(PermanentError):
+    dlq_kind = "malformed"

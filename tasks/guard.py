@@ -1,0 +1,34 @@
+"""The delivery guard's decision (design.md sections 3.2-3.3). Pure.
+
+A snapshot is pushed only when its fingerprint differs from the last pushed one and its
+state does not rank below the last pushed state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Decision(StrEnum):
+    PUSH = "push"
+    UNCHANGED = "unchanged"
+    BACKWARDS = "backwards"
+
+
+@dataclass(frozen=True, slots=True)
+class Pushed:
+    """What the OMS last received for a delivery."""
+
+    fingerprint: str
+    rank: int
+
+
+def decide(fingerprint: str, rank: int, last: Pushed | None) -> Decision:
+    if last is None:
+        return Decision.PUSH
+    if fingerprint == last.fingerprint:
+        return Decision.UNCHANGED
+    if rank < last.rank:
+        return Decision.BACKWARDS
+    return Decision.PUSH

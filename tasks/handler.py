@@ -1,0 +1,95 @@
+"""Run one sync task attempt and turn its result or error into the next step.
+
+Plain function: the Celery task only decodes arguments and acts on what this returns.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from tasks.dlq import Parcel
+from tasks.envelope import DeliveryEvent, parse_delivery_event
+from tasks.errors import DeadLetterUnavailable, MalformedEvent
+from tasks.retry_policy import GiveUp, Park, Retry, RetryPolicy, next_step
+from tasks.runtime import Runtime
+from tasks.sync import sync_event
+
+log = structlog.get_logger("bwp.task")
+
+
+def policy_of(runtime: Runtime) -> RetryPolicy:
+    s = runtime.settings
+    return RetryPolicy(
+        s.task_max_retries,
+        s.not_found_max_retries,
+        s.task_retry_base_seconds,
+        s.task_retry_cap_seconds,
+    )
+
+
+def _parse(body: str) -> DeliveryEvent:
+    event = parse_delivery_event(body)
+    if not isinstance(event, DeliveryEvent):
+        raise MalformedEvent(f"{event.detail_type} is not a delivery event")
+    return event
+
+
+def handle(body: str, dedup_key: str, runtime: Runtime, *, failures: int, busy: int) -> str | Retry:
+    """Sync the event in ``body``. Returns the outcome name, or a Retry to schedule."""
+    try:
+        event = _parse(body)
+        structlog.contextvars.bind_contextvars(
+            event_id=event.envelope.id,
+            detail_type=event.envelope.detail_type,
+            order_id=event.order_id,
+            delivery_id=event.delivery_id,
+        )
+        outcome = sync_event(event, runtime.deps)
+    except Exception as exc:  # noqa: BLE001 - classified by next_step, parked or retried, never swallowed
+        return _after_error(exc, body, dedup_key, runtime, failures=failures, busy=busy)
+    log.info("event_synced", outcome=outcome, retries=failures)
+    return str(outcome)
+
+
+def _after_error(
+    exc: Exception, body: str, dedup_key: str, runtime: Runtime, *, failures: int, busy: int
+) -> str | Retry:
+    step = next_step(exc, failures=failures, busy=busy, policy=policy_of(runtime))
+    if isinstance(step, Retry):
+        log.warning(
+            "sync_retry_scheduled",
+            error=str(exc),
+            error_type=type(exc).__name__,
+            countdown=round(step.countdown, 2),
+            failures=step.failures,
+        )
+        try:
+            runtime.ledger.postpone_sweep(dedup_key, step.countdown + 60)
+        except Exception as ledger_exc:  # noqa: BLE001 - Redis down: the sweep may re-dispatch early, which is harmless
+            log.warning("sweep_postpone_failed", error=type(ledger_exc).__name__)
+        return step
+    if isinstance(step, GiveUp):
+        log.warning("sync_gave_up_waiting", reason=step.reason)
+        runtime.ledger.complete(dedup_key, how="api_behind")
+        return "api_behind"
+    return _park(step, body, dedup_key, runtime, exc, failures=failures, busy=busy)
+
+
+def _park(
+    step: Park,
+    body: str,
+    dedup_key: str,
+    runtime: Runtime,
+    exc: Exception,
+    *,
+    failures: int,
+    busy: int,
+) -> str | Retry:
+    try:
+        runtime.dead_letters.park_one(Parcel(body, step.kind, step.reason, dedup_key))
+    except DeadLetterUnavailable:
+        log.error("park_failed_retrying", kind=step.kind)
+        return Retry(runtime.settings.task_retry_cap_seconds, failures, busy)
+    runtime.ledger.forget(dedup_key)
+    log.error("event_parked", kind=step.kind, reason=step.reason, error_type=type(exc).__name__)
+    return f"parked:{step.kind}"

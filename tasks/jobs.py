@@ -1,0 +1,70 @@
+"""The Celery tasks: thin wrappers that decode arguments and call plain functions."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import structlog
+from celery import Task
+from celery.signals import worker_process_init, worker_process_shutdown
+
+from config.logging import configure_logging
+from config.settings import load_settings
+from tasks.celery_app import SWEEP_TASK, SYNC_TASK
+from tasks.handler import handle
+from tasks.retry_policy import Retry
+from tasks.runtime import Runtime, build_runtime
+from tasks.sweep import sweep_stale
+
+_lock = threading.Lock()
+_runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    """This process's collaborators, built on first use from the environment."""
+    global _runtime  # noqa: PLW0603 - one runtime per worker process, by design
+    with _lock:
+        if _runtime is None:
+            settings = load_settings()
+            configure_logging(settings.log_level, settings.log_format, settings.secrets())
+            _runtime = build_runtime(settings)
+        return _runtime
+
+
+@worker_process_init.connect
+def _init_process(**_: Any) -> None:
+    runtime()
+
+
+@worker_process_shutdown.connect
+def _close_process(**_: Any) -> None:
+    global _runtime  # noqa: PLW0603
+    with _lock:
+        if _runtime is not None:
+            _runtime.close()
+            _runtime = None
+
+
+def register(app: Any) -> None:
+    """Register the tasks on ``app``."""
+
+    @app.task(bind=True, name=SYNC_TASK, max_retries=None, acks_late=True)  # type: ignore[untyped-decorator]
+    def sync_delivery(
+        self: Task[Any, Any], body: str, dedup_key: str, failures: int = 0, busy: int = 0
+    ) -> str:
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(task_id=self.request.id, event_key=dedup_key)
+        result = handle(body, dedup_key, runtime(), failures=failures, busy=busy)
+        if isinstance(result, Retry):
+            raise self.retry(
+                countdown=result.countdown,
+                kwargs={"failures": result.failures, "busy": result.busy},
+                max_retries=None,
+            )
+        return result
+
+    @app.task(name=SWEEP_TASK, acks_late=True)  # type: ignore[untyped-decorator]
+    def sweep_stale_events() -> int:
+        rt = runtime()
+        return sweep_stale(rt.ledger, app, rt.settings)

@@ -1,0 +1,54 @@
+"""Every Redis key the worker writes, in one place. All live under one prefix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRef:
+    business_product_id: str
+    order_id: str
+    delivery_id: str
+
+    def __str__(self) -> str:
+        return f"{self.business_product_id}/{self.order_id}/{self.delivery_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str = "bwp:"
+
+    def event(self, dedup_key: str) -> str:
+        """Hash: the dedup ledger record of one event (state, hash, body, times)."""
+        return f"{self.prefix}evt:{dedup_key}"
+
+    @property
+    def queued_index(self) -> str:
+        """Sorted set: dedup keys in state `queued`, scored by when they may be swept."""
+        return f"{self.prefix}queued"
+
+    def delivery(self, ref: DeliveryRef) -> str:
+        """Hash: what was last pushed to the OMS for one delivery (fingerprint, rank)."""
+        return f"{self.prefix}dlv:{ref}"
+
+    def delivery_lock(self, ref: DeliveryRef) -> str:
+        return f"{self.prefix}lock:dlv:{ref}"
+
+    @property
+    def token(self) -> str:
+        """String: the shared OAuth access token, expiring before the token does."""
+        return f"{self.prefix}token"
+
+    @property
+    def token_lock(self) -> str:
+        return f"{self.prefix}lock:token"
+
+    @property
+    def open_deliveries(self) -> str:
+        """Sorted set: non-terminal deliveries seen, scored by last sync (reconciliation)."""
+        return f"{self.prefix}open"
+
+    @property
+    def api_rate(self) -> str:
+        return f"{self.prefix}rate:api"

@@ -1,0 +1,93 @@
+"""The collaborators of a worker process, built once from Settings and closed at exit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+import redis
+
+from config.clients import make_http, make_redis, make_sqs
+from config.settings import Settings
+from tasks.delivery_state import DeliveryStates
+from tasks.dlq import DeadLetters
+from tasks.keys import Keys
+from tasks.ledger import Ledger
+from tasks.oms_client import OmsClient
+from tasks.order_api import OrderApi
+from tasks.sync import SyncDeps
+from tasks.token_cache import Credentials, TokenCache
+
+
+def make_ledger(client: redis.Redis, settings: Settings) -> Ledger:
+    return Ledger(
+        client,
+        Keys(settings.redis_key_prefix),
+        claim_ttl=settings.claim_ttl_seconds,
+        queued_ttl=settings.queued_ttl_seconds,
+        done_ttl=settings.done_ttl_seconds,
+    )
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    redis: redis.Redis
+    http: httpx.Client
+    ledger: Ledger
+    tokens: TokenCache
+    api: OrderApi
+    oms: OmsClient
+    deps: SyncDeps
+    dead_letters: DeadLetters
+
+    def close(self) -> None:
+        self.http.close()
+        self.redis.close()
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    """Wire the task side. Raises SettingsError when a variable the tasks need is unset."""
+    settings.require("bwp_client_id", "bwp_client_secret", "oms_url")
+    assert settings.bwp_client_id and settings.bwp_client_secret and settings.oms_url
+    keys = Keys(settings.redis_key_prefix)
+    client = make_redis(settings.redis_url)
+    http = make_http(settings)
+    ledger = make_ledger(client, settings)
+    deliveries = DeliveryStates(
+        client,
+        keys,
+        state_ttl=settings.delivery_state_ttl_seconds,
+        lock_ttl=settings.delivery_lock_ttl_seconds,
+        lock_wait=settings.delivery_lock_wait_seconds,
+    )
+    tokens = TokenCache(
+        client,
+        keys,
+        http,
+        Credentials(
+            settings.bwp_token_url,
+            settings.bwp_client_id,
+            settings.bwp_client_secret.get_secret_value(),
+        ),
+    )
+    api = OrderApi(
+        http,
+        tokens,
+        url=settings.bwp_api_url,
+        api_version=settings.bwp_api_version,
+        target_id=settings.bwp_target_id,
+        attempts=settings.http_max_attempts,
+    )
+    oms = OmsClient(
+        http,
+        url=settings.oms_url,
+        signing_secret=settings.oms_signing_secret.get_secret_value()
+        if settings.oms_signing_secret
+        else None,
+        auth_token=settings.oms_auth_token.get_secret_value() if settings.oms_auth_token else None,
+        attempts=settings.http_max_attempts,
+    )
+    deps = SyncDeps(ledger, deliveries, api, oms, settings.bwp_api_version)
+    dead_letters = DeadLetters(make_sqs(settings), settings.sqs_dlq_url)
+    return Runtime(settings, client, http, ledger, tokens, api, oms, deps, dead_letters)

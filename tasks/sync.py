@@ -1,0 +1,129 @@
+"""Sync one delivery event to the OMS: the plain function behind the Celery task.
+
+Collaborators are passed in (``SyncDeps``), so tests drive it with real Redis and sandbox
+servers and no Celery at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+import structlog
+
+from tasks.catalog import TERMINAL_STATES, rank
+from tasks.delivery_state import DeliveryStates
+from tasks.envelope import DeliveryEvent
+from tasks.errors import ApiBehindEvent, OrderNotVisibleYet
+from tasks.guard import Decision, Pushed, decide
+from tasks.keys import DeliveryRef
+from tasks.ledger import Ledger
+from tasks.oms_payload import delivery_update
+from tasks.snapshot import Snapshot, extract_snapshots
+
+log = structlog.get_logger("bwp.sync")
+
+
+class Outcome(StrEnum):
+    PUSHED = "pushed"  # the OMS received a new snapshot
+    UNCHANGED = "unchanged"  # the API shows what the OMS already has
+    BACKWARDS = "backwards"  # the API shows an earlier state than was pushed: not sent
+    NO_NEWS = "no_news"  # the pushed state already covers the event: no order query
+    ALREADY_DONE = "already_done"  # the ledger says another task finished this event
+
+
+class OrderSource(Protocol):
+    def fetch_order(self, business_product_id: str, order_id: str) -> dict[str, Any]: ...
+
+
+class Pusher(Protocol):
+    def push(self, body: dict[str, Any]) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SyncDeps:
+    ledger: Ledger
+    deliveries: DeliveryStates
+    api: OrderSource
+    oms: Pusher
+    api_version: str
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+def ref_of(event: DeliveryEvent) -> DeliveryRef:
+    return DeliveryRef(event.business_product_id, event.order_id, event.delivery_id)
+
+
+def sync_event(event: DeliveryEvent, deps: SyncDeps, *, may_wait_for_api: bool = True) -> Outcome:
+    """Bring the OMS up to date with the delivery ``event`` names.
+
+    Marks the event `done` in the ledger when finished. Raises a RetryableError when a
+    later attempt may succeed (ApiBehindEvent after pushing what the API showed, when
+    ``may_wait_for_api``), a PermanentError when none can.
+    """
+    key = event.envelope.dedup_key
+    if deps.ledger.state(key) == "done":
+        return Outcome.ALREADY_DONE
+    ref = ref_of(event)
+    implied = rank(event.implied_state)
+    with deps.deliveries.locked(ref):
+        last = deps.deliveries.last_pushed(ref)
+        if last is not None and last.rank >= implied:
+            deps.ledger.complete(key, how=Outcome.NO_NEWS)
+            return Outcome.NO_NEWS
+        snapshot = _read_snapshot(event, deps)
+        outcome = _apply(event, snapshot, last, deps)
+    if snapshot.rank < implied and may_wait_for_api:
+        raise ApiBehindEvent(
+            f"order API shows {snapshot.state} for an event announcing {event.implied_state}"
+        )
+    deps.ledger.complete(key, how=outcome)
+    return outcome
+
+
+def _read_snapshot(event: DeliveryEvent, deps: SyncDeps) -> Snapshot:
+    order = deps.api.fetch_order(event.business_product_id, event.order_id)
+    snapshots = extract_snapshots(
+        order, business_product_id=event.business_product_id, api_version=deps.api_version
+    )
+    snapshot = snapshots.get(event.delivery_id)
+    if snapshot is None:
+        # A PENDING delivery can split into new ids, and an event can race the order.
+        raise OrderNotVisibleYet(f"delivery {event.delivery_id} is not on order {event.order_id}")
+    return snapshot
+
+
+def _apply(
+    event: DeliveryEvent, snapshot: Snapshot, last: Pushed | None, deps: SyncDeps
+) -> Outcome:
+    fingerprint = snapshot.idempotency_key
+    decision = decide(fingerprint, snapshot.rank, last)
+    if decision is Decision.UNCHANGED:
+        return Outcome.UNCHANGED
+    if decision is Decision.BACKWARDS:
+        log.warning(
+            "snapshot_backwards_skipped", state=snapshot.state, pushed_rank=last and last.rank
+        )
+        return Outcome.BACKWARDS
+    envelope = event.envelope
+    body = delivery_update(
+        snapshot,
+        event_id=envelope.id,
+        detail_type=envelope.detail_type,
+        event_time=envelope.time,
+        observed_at=deps.now(),
+    )
+    status = deps.oms.push(body)
+    deps.deliveries.record_push(
+        ref_of(event),
+        Pushed(fingerprint, snapshot.rank),
+        snapshot.state.value,
+        terminal=snapshot.state in TERMINAL_STATES,
+    )
+    log.info(
+        "delivery_pushed", state=snapshot.state, oms_status=status, idempotency_key=fingerprint
+    )
+    return Outcome.PUSHED

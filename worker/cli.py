@@ -1,0 +1,98 @@
+"""The ``bwp-worker`` command line. The only place that configures logging."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from config.clients import make_sqs
+from config.logging import configure_logging
+from config.settings import Settings, SettingsError, load_settings
+from tasks.catalog import DELIVERY_EVENTS
+from tasks.events import build_event, to_body
+
+
+def _settings() -> Settings:
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format, settings.secrets())
+    return settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """bwp-worker: keep an order management system in step with Buy with Prime deliveries."""
+
+
+@cli.command()
+@click.option(
+    "--max-polls", type=int, default=None, help="Stop after this many receives (testing)."
+)
+def poll(max_polls: int | None) -> None:
+    """Long-poll SQS_QUEUE_URL, dedup, and dispatch one Celery task per new event."""
+    from worker.runner import run_poller
+
+    run_poller(_settings(), max_polls=max_polls)
+
+
+@cli.command("send-event")
+@click.option(
+    "--queue-url", envvar="SQS_QUEUE_URL", required=True, help="Target queue [SQS_QUEUE_URL]."
+)
+@click.option(
+    "--detail-type", type=click.Choice(sorted(DELIVERY_EVENTS)), default="PACKAGE_DELIVERED"
+)
+@click.option("--business-product-id", default="bp-demo")
+@click.option("--order-id", default="322-DEMO-000001")
+@click.option("--delivery-id", default="d-1")
+@click.option("--event-id", default=None, help="Envelope id (a fresh UUID when omitted).")
+@click.option(
+    "--body-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Send this file's content as the body instead (hand-written event).",
+)
+@click.option("--count", type=int, default=1, help="Send the same message this many times.")
+def send_event(
+    queue_url: str,
+    detail_type: str,
+    business_product_id: str,
+    order_id: str,
+    delivery_id: str,
+    event_id: str | None,
+    body_file: Path | None,
+    count: int,
+) -> None:
+    """Publish a sample or hand-written event to a queue, as EventBridge would."""
+    settings = _settings()
+    if body_file is not None:
+        body = body_file.read_text()
+    else:
+        event = build_event(
+            detail_type,
+            business_product_id=business_product_id,
+            order_id=order_id,
+            delivery_id=delivery_id,
+            event_id=event_id,
+        )
+        body = to_body(event)
+    sqs = make_sqs(settings)
+    for _ in range(count):
+        reply = sqs.send_message(QueueUrl=queue_url, MessageBody=body)
+        click.echo(json.dumps({"messageId": reply["MessageId"], "queueUrl": queue_url}))
+
+
+def main() -> None:
+    """Entry point: one-line errors on bad configuration, exit code 2."""
+    try:
+        cli.main(standalone_mode=False)
+    except SettingsError as exc:
+        click.echo(f"bwp-worker: configuration error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)

@@ -1,0 +1,90 @@
+"""Build the poller from Settings and run it until SIGTERM/SIGINT, shutting down in order."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from dataclasses import asdict
+from typing import Any
+
+import redis
+import structlog
+
+from config.clients import make_redis, make_sqs
+from config.settings import Settings
+from tasks.celery_app import broker_prefix, make_app
+from tasks.dispatch import Dispatcher
+from tasks.dlq import DeadLetters
+from tasks.runtime import make_ledger
+from worker.metrics import MetricsServer, heartbeat_fresh
+from worker.poller import Poller, PollerConfig, Totals
+
+log = structlog.get_logger("bwp.poller")
+
+
+def queue_depth_probe(settings: Settings) -> Any:
+    """LLEN of the Celery queue list when the broker is Redis, else None."""
+    if not settings.broker_url.startswith(("redis://", "rediss://", "unix://")):
+        return None
+    client = make_redis(settings.broker_url)
+    key = broker_prefix(settings) + settings.celery_queue
+
+    def depth() -> int:
+        return int(client.llen(key))
+
+    return depth
+
+
+def build_poller(settings: Settings) -> tuple[Poller, redis.Redis]:
+    """A Poller wired to the configured SQS, Redis and broker."""
+    settings.require("sqs_queue_url")
+    assert settings.sqs_queue_url is not None
+    sqs = make_sqs(settings)
+    client = make_redis(settings.redis_url)
+    config = PollerConfig(
+        queue_url=settings.sqs_queue_url,
+        batch_size=settings.sqs_batch_size,
+        wait_seconds=settings.sqs_wait_time_seconds,
+        visibility_timeout=settings.sqs_visibility_timeout,
+        park_unsupported=settings.unsupported_events == "park",
+        max_queue_depth=settings.max_queue_depth,
+    )
+    poller = Poller(
+        sqs,
+        make_ledger(client, settings),
+        Dispatcher(make_app(settings), settings.celery_queue),
+        DeadLetters(sqs, settings.sqs_dlq_url),
+        config,
+        queue_depth=queue_depth_probe(settings),
+    )
+    return poller, client
+
+
+def run_poller(settings: Settings, max_polls: int | None = None) -> Totals:
+    """Run until a signal; returns the totals after the summary line is logged."""
+    poller, client = build_poller(settings)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _: object) -> None:
+        log.info("shutdown_requested", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server = None
+    if settings.metrics_port:
+        max_age = 3 * (settings.sqs_wait_time_seconds + 10)
+        server = MetricsServer(
+            poller.metrics, settings.metrics_port, lambda: heartbeat_fresh(poller.metrics, max_age)
+        ).start()
+        log.info("metrics_serving", port=server.port)
+    try:
+        totals = poller.run(stop, max_polls=max_polls)
+    finally:
+        # Order: intake stopped (loop left), held work finished inside the loop,
+        # then the metrics endpoint and the clients go.
+        if server is not None:
+            server.stop()
+        client.close()
+    log.info("poller_stopped", **asdict(totals))
+    return totals
