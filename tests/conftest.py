@@ -16,6 +16,7 @@ import redis
 
 from sandbox.redis_server import EmbeddedRedis
 from sandbox.sqs import SqsServer, create_queue_pair, sqs_client
+from sandbox.stack import delete_prefix
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
@@ -40,13 +41,6 @@ def redis_url() -> Iterator[str]:
     else:
         with EmbeddedRedis() as server:
             yield server.url
-
-
-def delete_prefix(client: redis.Redis, prefix: str) -> None:
-    """Delete the keys under ``prefix``, and only those."""
-    batch = list(client.scan_iter(match=f"{prefix}*", count=500))
-    for start in range(0, len(batch), 500):
-        client.delete(*batch[start : start + 500])
 
 
 @pytest.fixture
