@@ -1,0 +1,222 @@
+"""The sandbox order API's GraphQL schemas, one per API generation, and their resolvers.
+
+Generation "2024-01" serves x-api-version 2024-01-01 and 2024-04-01 (``deliveryInformation``
+with ``trackingDetails``); generation "2024-11" serves 2024-11-01 (``packageInformation``
+with ``packageTracker``). Only documented fields exist, so a query for any other field
+fails validation. Sandbox choices where the docs are silent:
+
+- ``amount`` is null when the line item has no quantity, else ``{unit: ONE, value}``.
+- ``trackingDetails`` / ``packageTracker`` are null while a delivery has neither a
+  tracking number nor a carrier.
+- 2024-01's ``estimatedDeliveryDate`` is the latest estimate (else the earliest).
+- Mutations take ``input: {orderId, deliveryId, state, reason, trackingNumber,
+  carrierCode}`` (2024-11 adds ``trackingUrl`` and ``milestone``), every field but the
+  ids optional, and return the updated detail (``DeliveryDetail`` / ``PackageDetail``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Final, Protocol
+
+from graphql import GraphQLResolveInfo, GraphQLSchema, build_schema
+
+from sandbox.bwp_errors import api_error
+from sandbox.bwp_store import MILESTONES, Delivery, Order, OrderStore
+
+GENERATIONS: Final[dict[str, str]] = {
+    "2024-01-01": "2024-01",
+    "2024-04-01": "2024-01",
+    "2024-11-01": "2024-11",
+}
+
+_COMMON = """
+schema { query: Query mutation: Mutation }
+type Query { order(orderIdentifier: OrderIdentifierInput!): Order }
+input OrderIdentifierInput { orderId: String! }
+enum DeliveryState { PENDING IN_TRANSIT DELIVERED CANCELLED }
+enum CancellationReason { CUSTOMER_REQUESTED UNFULFILLABLE UNDELIVERABLE }
+enum AmountUnit { ONE }
+type Amount { unit: AmountUnit! value: Int }
+"""
+
+_SDL_2024_01 = """
+type Mutation {
+  updateOrderDeliveryInformation(input: UpdateOrderDeliveryInformationInput!): DeliveryDetail
+}
+input UpdateOrderDeliveryInformationInput {
+  orderId: String! deliveryId: String! state: DeliveryState reason: CancellationReason
+  trackingNumber: String carrierCode: String
+}
+type Order { id: String! lineItems: [LineItem!]! deliveryInformation: DeliveryInformation }
+type LineItem { id: String! amount: Amount deliveryInformation: DeliveryInformation }
+type DeliveryInformation { details: [DeliveryDetail!]! }
+type DeliveryDetail {
+  id: String! state: DeliveryState! reason: CancellationReason
+  estimatedDeliveryDate: String trackingDetails: TrackingDetails
+}
+type TrackingDetails { trackingId: String carrierCode: String }
+"""
+
+_SDL_2024_11 = f"""
+type Mutation {{
+  updateOrderPackageInformation(input: UpdateOrderPackageInformationInput!): PackageDetail
+}}
+input UpdateOrderPackageInformationInput {{
+  orderId: String! deliveryId: String! state: DeliveryState reason: CancellationReason
+  trackingNumber: String carrierCode: String trackingUrl: String milestone: MilestoneCode
+}}
+type Order {{ id: String! lineItems: [LineItem!]! packageInformation: PackageInformation }}
+type LineItem {{ id: String! amount: Amount packageInformation: PackageInformation }}
+type PackageInformation {{ details: [PackageDetail!]! }}
+type PackageDetail {{
+  id: String! state: DeliveryState! reason: CancellationReason packageTracker: PackageTracker
+}}
+type PackageTracker {{
+  packageTrackerIdentifier: PackageTrackerIdentifier
+  estimatedDeliveryDate: EstimatedDeliveryDate
+  latestMilestone: Milestone
+  trackingUrl: String
+}}
+type PackageTrackerIdentifier {{ trackingNumber: String carrierCode: String }}
+type EstimatedDeliveryDate {{ earliest: String latest: String }}
+type Milestone {{ status: MilestoneStatus! occurredAt: String }}
+type MilestoneStatus {{ code: MilestoneCode! }}
+enum MilestoneCode {{ {" ".join(sorted(MILESTONES))} }}
+"""
+
+
+@cache
+def schema_for(generation: str) -> GraphQLSchema:
+    """The schema of ``generation`` ("2024-01" or "2024-11"); KeyError for others."""
+    sdl = {"2024-01": _SDL_2024_01, "2024-11": _SDL_2024_11}[generation]
+    return build_schema(_COMMON + sdl)
+
+
+class Backend(Protocol):
+    """What the resolvers need from the sandbox API."""
+
+    @property
+    def store(self) -> OrderStore: ...
+
+    def move(
+        self,
+        order_id: str,
+        delivery_id: str,
+        state: str | None,
+        *,
+        reason: str | None = None,
+        tracking_number: str | None = None,
+        carrier_code: str | None = None,
+        tracking_url: str | None = None,
+        milestone: str | None = None,
+    ) -> Delivery: ...
+
+
+@dataclass(frozen=True)
+class Context:
+    backend: Backend
+    generation: str
+    target_id: str | None
+
+
+def _detail_2024_01(d: Delivery) -> dict[str, Any]:
+    tracked = d.tracking_number is not None or d.carrier_code is not None
+    return {
+        "id": d.id,
+        "state": d.state,
+        "reason": d.reason,
+        "estimatedDeliveryDate": d.estimated_latest or d.estimated_earliest,
+        "trackingDetails": (
+            {"trackingId": d.tracking_number, "carrierCode": d.carrier_code} if tracked else None
+        ),
+    }
+
+
+def _detail_2024_11(d: Delivery) -> dict[str, Any]:
+    tracker = None
+    if d.tracking_number is not None or d.carrier_code is not None:
+        has_estimate = d.estimated_earliest is not None or d.estimated_latest is not None
+        tracker = {
+            "packageTrackerIdentifier": {
+                "trackingNumber": d.tracking_number,
+                "carrierCode": d.carrier_code,
+            },
+            "estimatedDeliveryDate": (
+                {"earliest": d.estimated_earliest, "latest": d.estimated_latest}
+                if has_estimate
+                else None
+            ),
+            "latestMilestone": (
+                {"status": {"code": d.milestone}, "occurredAt": d.milestone_at}
+                if d.milestone is not None
+                else None
+            ),
+            "trackingUrl": d.tracking_url,
+        }
+    return {"id": d.id, "state": d.state, "reason": d.reason, "packageTracker": tracker}
+
+
+_SHAPES: Final = {
+    "2024-01": ("deliveryInformation", _detail_2024_01),
+    "2024-11": ("packageInformation", _detail_2024_11),
+}
+
+
+def order_data(order: Order, generation: str) -> dict[str, Any]:
+    """``order`` as the query of ``generation`` returns it (before field selection)."""
+    info_field, detail = _SHAPES[generation]
+    line_items = [
+        {
+            "id": item.id,
+            "amount": None if item.quantity is None else {"unit": "ONE", "value": item.quantity},
+            info_field: {"details": [detail(order.deliveries[item.delivery_id])]},
+        }
+        for item in order.line_items
+    ]
+    every = [detail(d) for d in order.deliveries.values()]
+    return {"id": order.id, "lineItems": line_items, info_field: {"details": every}}
+
+
+def _visible_order(context: Context, order_id: str) -> Order:
+    order = context.backend.store.get_order(order_id)
+    if order is None:
+        raise api_error("not_found", f"Order {order_id} not found")
+    if order.business_product_id != context.target_id:
+        raise api_error("access_denied", f"Access denied to order {order_id}")
+    return order
+
+
+def _resolve_order(info: GraphQLResolveInfo[Context], **args: Any) -> dict[str, Any]:
+    context = info.context
+    return order_data(
+        _visible_order(context, args["orderIdentifier"]["orderId"]), context.generation
+    )
+
+
+def _resolve_update(info: GraphQLResolveInfo[Context], **args: Any) -> dict[str, Any]:
+    request = args["input"]
+    context = info.context
+    order = _visible_order(context, request["orderId"])
+    if request["deliveryId"] not in order.deliveries:
+        raise api_error("not_found", f"Delivery {request['deliveryId']} not found")
+    delivery = context.backend.move(
+        order.id,
+        request["deliveryId"],
+        request.get("state"),
+        reason=request.get("reason"),
+        tracking_number=request.get("trackingNumber"),
+        carrier_code=request.get("carrierCode"),
+        tracking_url=request.get("trackingUrl"),
+        milestone=request.get("milestone"),
+    )
+    return _SHAPES[context.generation][1](delivery)
+
+
+#: root value for execution: graphql-core's default resolver calls these with (info, **args)
+ROOT: Final[dict[str, Any]] = {
+    "order": _resolve_order,
+    "updateOrderDeliveryInformation": _resolve_update,
+    "updateOrderPackageInformation": _resolve_update,
+}
