@@ -1,11 +1,12 @@
-"""Sync one delivery event to the OMS: the plain function behind the Celery task.
+"""Sync deliveries to the OMS: the plain functions behind the Celery tasks and commands.
 
-Collaborators are passed in (``SyncDeps``), so tests drive it with real Redis and sandbox
-servers and no Celery at all.
+Collaborators are passed in (``SyncDeps``), so tests drive them with real Redis and
+sandbox servers and no Celery at all.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from tasks.errors import ApiBehindEvent, OrderNotVisibleYet
 from tasks.guard import Decision, Pushed, decide
 from tasks.keys import DeliveryRef
 from tasks.ledger import Ledger
-from tasks.oms_payload import delivery_update
+from tasks.oms_payload import delivery_update, rfc3339
 from tasks.snapshot import Snapshot, extract_snapshots
 
 log = structlog.get_logger("bwp.sync")
@@ -53,6 +54,20 @@ class SyncDeps:
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
+@dataclass(frozen=True, slots=True)
+class Source:
+    """What led to a push: the OMS sees it as ``sourceEvent``."""
+
+    id: str
+    detail_type: str
+    time: str
+
+
+def synthetic_source(detail_type: str, now: datetime) -> Source:
+    """A source for pushes no event led to (reconciliation, ``sync-order``)."""
+    return Source(f"{detail_type.lower()}-{uuid.uuid4()}", detail_type, rfc3339(now))
+
+
 def ref_of(event: DeliveryEvent) -> DeliveryRef:
     return DeliveryRef(event.business_product_id, event.order_id, event.delivery_id)
 
@@ -69,13 +84,18 @@ def sync_event(event: DeliveryEvent, deps: SyncDeps, *, may_wait_for_api: bool =
         return Outcome.ALREADY_DONE
     ref = ref_of(event)
     implied = rank(event.implied_state)
+    envelope = event.envelope
+    source = Source(envelope.id, envelope.detail_type, envelope.time)
     with deps.deliveries.locked(ref):
         last = deps.deliveries.last_pushed(ref)
         if last is not None and last.rank >= implied:
             deps.ledger.complete(key, how=Outcome.NO_NEWS)
             return Outcome.NO_NEWS
-        snapshot = _read_snapshot(event, deps)
-        outcome = _apply(event, snapshot, last, deps)
+        snapshot = _read_snapshots(ref.business_product_id, ref.order_id, deps).get(ref.delivery_id)
+        if snapshot is None:
+            # A PENDING delivery can split into new ids, and an event can race the order.
+            raise OrderNotVisibleYet(f"delivery {ref.delivery_id} is not on order {ref.order_id}")
+        outcome = _apply(ref, snapshot, last, source, deps)
     if snapshot.rank < implied and may_wait_for_api:
         raise ApiBehindEvent(
             f"order API shows {snapshot.state} for an event announcing {event.implied_state}"
@@ -84,20 +104,32 @@ def sync_event(event: DeliveryEvent, deps: SyncDeps, *, may_wait_for_api: bool =
     return outcome
 
 
-def _read_snapshot(event: DeliveryEvent, deps: SyncDeps) -> Snapshot:
-    order = deps.api.fetch_order(event.business_product_id, event.order_id)
-    snapshots = extract_snapshots(
-        order, business_product_id=event.business_product_id, api_version=deps.api_version
+def sync_order(
+    business_product_id: str, order_id: str, deps: SyncDeps, source: Source
+) -> dict[str, Outcome]:
+    """Query the order once and push every delivery whose snapshot changed (same guard).
+
+    Used by reconciliation and ``bwp-worker sync-order``. Raises like ``sync_event``.
+    """
+    snapshots = _read_snapshots(business_product_id, order_id, deps)
+    outcomes: dict[str, Outcome] = {}
+    for delivery_id, snapshot in sorted(snapshots.items()):
+        ref = DeliveryRef(business_product_id, order_id, delivery_id)
+        with deps.deliveries.locked(ref):
+            last = deps.deliveries.last_pushed(ref)
+            outcomes[delivery_id] = _apply(ref, snapshot, last, source, deps)
+    return outcomes
+
+
+def _read_snapshots(business_product_id: str, order_id: str, deps: SyncDeps) -> dict[str, Snapshot]:
+    order = deps.api.fetch_order(business_product_id, order_id)
+    return extract_snapshots(
+        order, business_product_id=business_product_id, api_version=deps.api_version
     )
-    snapshot = snapshots.get(event.delivery_id)
-    if snapshot is None:
-        # A PENDING delivery can split into new ids, and an event can race the order.
-        raise OrderNotVisibleYet(f"delivery {event.delivery_id} is not on order {event.order_id}")
-    return snapshot
 
 
 def _apply(
-    event: DeliveryEvent, snapshot: Snapshot, last: Pushed | None, deps: SyncDeps
+    ref: DeliveryRef, snapshot: Snapshot, last: Pushed | None, source: Source, deps: SyncDeps
 ) -> Outcome:
     fingerprint = snapshot.idempotency_key
     decision = decide(fingerprint, snapshot.rank, last)
@@ -105,25 +137,31 @@ def _apply(
         return Outcome.UNCHANGED
     if decision is Decision.BACKWARDS:
         log.warning(
-            "snapshot_backwards_skipped", state=snapshot.state, pushed_rank=last and last.rank
+            "snapshot_backwards_skipped",
+            delivery=str(ref),
+            state=snapshot.state,
+            pushed_rank=last.rank if last else None,
         )
         return Outcome.BACKWARDS
-    envelope = event.envelope
     body = delivery_update(
         snapshot,
-        event_id=envelope.id,
-        detail_type=envelope.detail_type,
-        event_time=envelope.time,
+        event_id=source.id,
+        detail_type=source.detail_type,
+        event_time=source.time,
         observed_at=deps.now(),
     )
     status = deps.oms.push(body)
     deps.deliveries.record_push(
-        ref_of(event),
+        ref,
         Pushed(fingerprint, snapshot.rank),
         snapshot.state.value,
         terminal=snapshot.state in TERMINAL_STATES,
     )
     log.info(
-        "delivery_pushed", state=snapshot.state, oms_status=status, idempotency_key=fingerprint
+        "delivery_pushed",
+        delivery=str(ref),
+        state=snapshot.state,
+        oms_status=status,
+        idempotency_key=fingerprint,
     )
     return Outcome.PUSHED

@@ -84,6 +84,16 @@ def send_event(
         click.echo(json.dumps({"messageId": reply["MessageId"], "queueUrl": queue_url}))
 
 
+def _register() -> None:
+    from worker import demo, ops
+
+    for command in [*demo.COMMANDS, *ops.COMMANDS]:
+        cli.add_command(command)
+
+
+_register()
+
+
 def main() -> None:
     """Entry point: one-line errors on bad configuration, exit code 2."""
     try:
