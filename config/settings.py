@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     broker_visibility_timeout: int = Field(default=900, ge=30)
     #: the poller pauses while the Celery queue holds more than this; 0 disables
     max_queue_depth: int = Field(default=2000, ge=0)
+    #: how long a stopping poller waits for its in-flight long poll before exiting
+    shutdown_grace_seconds: float = Field(default=5.0, ge=0, le=25)
 
     @property
     def broker_url(self) -> str:

@@ -59,8 +59,16 @@ class Process:
     popen: subprocess.Popen[bytes]
     log_path: Path
     _log: IO[bytes]
+    #: set once the process was told to exit: its exit is no failure
+    exiting: bool = False
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` (e.g. SIGTERM), expecting the process to exit."""
+        self.exiting = True
+        self.popen.send_signal(signum)
 
     def stop(self, timeout: float = 15.0) -> int | None:
+        self.exiting = True
         if self.popen.poll() is None:
             self.popen.terminate()
             try:
@@ -226,7 +234,7 @@ class LocalStack:
         deadline = time.monotonic() + timeout
         while not predicate():
             for process in self.processes:
-                if process.popen.poll() is not None:
+                if process.popen.poll() is not None and not process.exiting:
                     raise RuntimeError(f"{process.name} exited:\n{process.log_tail()}")
             if time.monotonic() > deadline:
                 tails = "\n".join(f"--- {p.name}\n{p.log_tail()}" for p in self.processes)

@@ -7,9 +7,11 @@ owned event, or parked in the DLQ. Anything else stays in SQS and comes back.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -45,8 +47,12 @@ class PollerConfig:
     max_queue_depth: int = 0
     #: seconds to wait after a failed receive or an unreachable Redis
     error_backoff: float = 2.0
+    #: longest pause between probes of an unreachable Redis or broker
+    max_backoff: float = 30.0
     #: seconds between repeated "Redis is down" log lines
     outage_log_interval: float = 30.0
+    #: how long a stopping poller waits for its in-flight receive to come back
+    shutdown_grace: float = 5.0
 
 
 @dataclass
@@ -59,6 +65,7 @@ class Totals:
     unsupported: int = 0
     left_in_queue: int = 0
     polls: int = 0
+    handed_back: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
@@ -82,6 +89,7 @@ class Poller:
         *,
         metrics: PollerMetrics | None = None,
         queue_depth: Callable[[], int] | None = None,
+        probe: Callable[[], bool] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._sqs, self._ledger, self._dispatcher = sqs, ledger, dispatcher
@@ -91,35 +99,111 @@ class Poller:
         self._clock = clock
         self.totals = Totals()
         self._last_outage_log = 0.0
+        self._probe = probe
+        self._in_outage = False
+        self._paused_until = 0.0
+        self._backoff = config.error_backoff
         #: SQS API requests made by this poller (tests and benchmarks count them)
         self.sqs_requests = 0
 
     # --- the loop ---------------------------------------------------------------------
     def run(self, stop: threading.Event, max_polls: int | None = None) -> Totals:
-        """Poll until ``stop`` is set (or ``max_polls`` polls); returns the totals."""
+        """Poll until ``stop`` is set (or ``max_polls`` receives); returns the totals.
+
+        A receiver thread long-polls one batch ahead while this thread handles the
+        previous one. On stop: the batch in hand is finished, batches received but not
+        handled are made visible again, and the in-flight receive gets ``shutdown_grace``
+        seconds to come back (its messages are handed back too).
+        """
         log.info("poller_started", queue_url=self._cfg.queue_url)
-        while not stop.is_set() and (max_polls is None or self.totals.polls < max_polls):
+        inbox: queue.Queue[list[MessageTypeDef] | None] = queue.Queue(maxsize=1)
+        receiver = threading.Thread(
+            target=self._receive_loop, args=(stop, inbox, max_polls), name="receiver", daemon=True
+        )
+        receiver.start()
+        while not stop.is_set():
             try:
-                self.poll_once(stop)
-            except Exception:  # the loop survives anything one batch does
-                self.metrics.errors.labels("loop").inc()
-                log.exception("poll_failed")
-                stop.wait(self._cfg.error_backoff)
+                messages = inbox.get(timeout=0.1)
+            except queue.Empty:
+                if not receiver.is_alive():
+                    break
+                continue
+            if messages is None:
+                break
+            self._handle_safely(messages, stop)
+        receiver.join(self._cfg.shutdown_grace)
+        held = self._drain(inbox)
+        if held:
+            self.release(held)
+        if receiver.is_alive():
+            log.warning("receive_in_flight_at_exit", grace=self._cfg.shutdown_grace)
+        self.totals.handed_back += len(held)
         return self.totals
 
     def poll_once(self, stop: threading.Event | None = None) -> None:
+        """One receive and its handling, on this thread (tests, one-shot tools)."""
         stop = stop or threading.Event()
-        self.totals.polls += 1
+        messages = self._receive(stop)
+        if messages:
+            self._handle_safely(messages, stop)
+
+    def _receive_loop(
+        self,
+        stop: threading.Event,
+        inbox: queue.Queue[list[MessageTypeDef] | None],
+        max_polls: int | None,
+    ) -> None:
+        while not stop.is_set() and (max_polls is None or self.totals.polls < max_polls):
+            if not self._ready_to_receive(stop):
+                continue
+            messages = self._receive(stop)
+            if not messages:
+                continue
+            while not stop.is_set():
+                try:
+                    inbox.put(messages, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            else:
+                self.release(messages)  # received after the stop: hand back at once
+                self.totals.handed_back += len(messages)
+        with suppress(queue.Full):
+            inbox.put(None, timeout=1.0)
+
+    def _ready_to_receive(self, stop: threading.Event) -> bool:
+        """False (after waiting a little) while paused for an outage or backpressure."""
+        if self._paused_until > self._clock():
+            stop.wait(min(1.0, self._paused_until - self._clock()))
+            return False
+        if self._in_outage and not self._dependencies_answer():
+            self._pause()
+            return False
+        self._in_outage = False
         if self._backpressure():
             self.metrics.paused.inc()
             stop.wait(1.0)
-            return
-        messages = self._receive(stop)
-        if messages is None:
-            return
-        self.metrics.beat(self._clock())
-        if messages:
+            return False
+        return True
+
+    def _handle_safely(self, messages: list[MessageTypeDef], stop: threading.Event) -> None:
+        try:
             self.handle(messages)
+        except Exception:  # the loop survives anything one batch does
+            # What was not deleted stays in SQS and comes back after the visibility timeout.
+            self.metrics.errors.labels("loop").inc()
+            log.exception("batch_failed")
+            stop.wait(self._cfg.error_backoff)
+
+    @staticmethod
+    def _drain(inbox: queue.Queue[list[MessageTypeDef] | None]) -> list[MessageTypeDef]:
+        held: list[MessageTypeDef] = []
+        while True:
+            try:
+                item = inbox.get_nowait()
+            except queue.Empty:
+                return held
+            held += item or []
 
     # --- one batch --------------------------------------------------------------------
     def handle(self, messages: list[MessageTypeDef]) -> None:
@@ -133,7 +217,7 @@ class Poller:
         try:
             self._claim_and_dispatch(batch)
         except LedgerUnavailable as exc:
-            self._outage(exc)
+            self._outage("redis", str(exc))
         parked = self._park(batch.park)
         self._delete(batch.delete + parked)
         self.totals.left_in_queue += len(messages) - len(batch.delete) - len(parked)
@@ -226,8 +310,8 @@ class Poller:
         sent = [(m, e) for (m, e), ok in zip(fresh, confirmed, strict=True) if ok]
         failed = [e.dedup_key for (_, e), ok in zip(fresh, confirmed, strict=True) if not ok]
         if failed:
-            self.metrics.errors.labels("dispatch").inc()
             self._ledger.release_claims(failed)
+            self._outage("broker", f"{len(failed)} publishes not confirmed")
         # Only a `queued` record lets the sweep recover a lost task: delete after it.
         self._ledger.mark_queued([event for _, event in sent])
         batch.delete.extend(message for message, _ in sent)
@@ -236,6 +320,7 @@ class Poller:
 
     # --- SQS --------------------------------------------------------------------------
     def _receive(self, stop: threading.Event) -> list[MessageTypeDef] | None:
+        self.totals.polls += 1
         self.sqs_requests += 1
         try:
             reply = self._sqs.receive_message(
@@ -250,6 +335,7 @@ class Poller:
             log.warning("receive_failed", error=type(exc).__name__)
             stop.wait(self._cfg.error_backoff)
             return None
+        self.metrics.beat(self._clock())
         return reply.get("Messages", [])
 
     def _park(self, items: list[tuple[MessageTypeDef, Parcel]]) -> list[MessageTypeDef]:
@@ -325,9 +411,32 @@ class Poller:
             sent = sent.replace(tzinfo=UTC)
         self.metrics.event_age.observe(max(0.0, self._clock() - sent.timestamp()))
 
-    def _outage(self, exc: LedgerUnavailable) -> None:
-        self.metrics.errors.labels("redis").inc()
+    def _outage(self, what: str, error: str) -> None:
+        """Redis or the broker is down: stop intake until ``probe`` says it is back.
+
+        Receiving on would only cycle messages through their visibility timeout and
+        count receives towards the redrive policy; paused, they wait in SQS untouched.
+        """
+        self.metrics.errors.labels(what).inc()
+        self._in_outage = True
+        self._paused_until = self._clock() + self._backoff
         now = self._clock()
         if now - self._last_outage_log >= self._cfg.outage_log_interval:
             self._last_outage_log = now
-            log.error("redis_unavailable_messages_stay_in_sqs", error=str(exc))
+            log.error("dependency_unavailable_intake_paused", dependency=what, error=error)
+
+    def _pause(self) -> None:
+        self._backoff = min(self._backoff * 2, self._cfg.max_backoff)
+        self._paused_until = self._clock() + self._backoff
+
+    def _dependencies_answer(self) -> bool:
+        if self._probe is None:
+            return True
+        try:
+            ok = self._probe()
+        except Exception:  # noqa: BLE001 - a failing probe means "not yet"
+            ok = False
+        if ok:
+            self._backoff = self._cfg.error_backoff
+            log.info("dependencies_back_intake_resumed")
+        return ok

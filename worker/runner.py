@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -35,6 +36,20 @@ def queue_depth_probe(settings: Settings) -> Any:
     return depth
 
 
+def dependency_probe(ledger: redis.Redis, settings: Settings) -> Callable[[], bool]:
+    """PING Redis (and the broker when it is another Redis): both must answer."""
+    broker = None
+    if settings.broker_url != settings.redis_url and settings.broker_url.startswith(
+        ("redis://", "rediss://")
+    ):
+        broker = make_redis(settings.broker_url)
+
+    def probe() -> bool:
+        return bool(ledger.ping()) and (broker is None or bool(broker.ping()))
+
+    return probe
+
+
 def build_poller(settings: Settings) -> tuple[Poller, redis.Redis]:
     """A Poller wired to the configured SQS, Redis and broker."""
     settings.require("sqs_queue_url")
@@ -48,6 +63,7 @@ def build_poller(settings: Settings) -> tuple[Poller, redis.Redis]:
         visibility_timeout=settings.sqs_visibility_timeout,
         park_unsupported=settings.unsupported_events == "park",
         max_queue_depth=settings.max_queue_depth,
+        shutdown_grace=settings.shutdown_grace_seconds,
     )
     poller = Poller(
         sqs,
@@ -56,6 +72,7 @@ def build_poller(settings: Settings) -> tuple[Poller, redis.Redis]:
         DeadLetters(sqs, settings.sqs_dlq_url),
         config,
         queue_depth=queue_depth_probe(settings),
+        probe=dependency_probe(client, settings),
     )
     return poller, client
 
