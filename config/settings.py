@@ -73,6 +73,15 @@ class Settings(BaseSettings):
     broker_visibility_timeout: int = Field(default=900, ge=30)
     #: the poller pauses while the Celery queue holds more than this; 0 disables
     max_queue_depth: int = Field(default=2000, ge=0)
+    #: order-API calls per second across every worker (a Redis-backed GCRA); 0 = no limit
+    api_rate_per_second: float = Field(default=20.0, ge=0)
+    #: calls that may go at once before the rate applies
+    api_burst: int = Field(default=10, ge=1)
+    #: a non-terminal delivery not synced for this long is re-synced by reconciliation
+    reconcile_after_seconds: int = Field(default=3600, ge=1)
+    reconcile_interval_seconds: float = Field(default=300.0, gt=0)
+    #: deliveries reconciled per run at most (bounded work)
+    reconcile_batch: int = Field(default=100, ge=1, le=10000)
     #: how long a stopping poller waits for its in-flight long poll before exiting
     shutdown_grace_seconds: float = Field(default=5.0, ge=0, le=25)
 

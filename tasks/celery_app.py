@@ -15,6 +15,7 @@ from config.settings import Settings, SettingsError, load_settings
 
 SYNC_TASK = "bwp.sync_delivery"
 SWEEP_TASK = "bwp.sweep_stale_events"
+RECONCILE_TASK = "bwp.reconcile_open_deliveries"
 
 
 def broker_prefix(settings: Settings) -> str:
@@ -61,6 +62,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "options": {
                     "queue": settings.celery_queue,
                     "expires": settings.sweep_interval_seconds,
+                },
+            },
+            "reconcile-open-deliveries": {
+                "task": RECONCILE_TASK,
+                "schedule": settings.reconcile_interval_seconds,
+                "options": {
+                    "queue": settings.celery_queue,
+                    "expires": settings.reconcile_interval_seconds,
                 },
             },
         },

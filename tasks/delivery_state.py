@@ -69,6 +69,28 @@ class DeliveryStates:
             with suppress(*UNAVAILABLE):
                 self._unlock(keys=[key], args=[token])
 
+    def stale_open(self, older_than: float, limit: int) -> list[DeliveryRef]:
+        """Non-terminal deliveries last synced more than ``older_than`` seconds ago."""
+        cutoff = self._clock() - older_than
+        with redis_outage():
+            members: list[bytes] = self._r.zrangebyscore(  # type: ignore[assignment]
+                self._keys.open_deliveries, "-inf", cutoff, 0, limit
+            )
+        refs = []
+        for member in members:
+            parts = _text(member).split("/")
+            if len(parts) == 3:  # ids cannot hold a slash (tasks.resources)
+                refs.append(DeliveryRef(*parts))
+        return refs
+
+    def touch_open(self, refs: list[DeliveryRef]) -> None:
+        """Synced just now: due again after the interval (XX: terminal ones stay gone)."""
+        if refs:
+            with redis_outage():
+                self._r.zadd(
+                    self._keys.open_deliveries, {str(r): self._clock() for r in refs}, xx=True
+                )
+
     def last_pushed(self, ref: DeliveryRef) -> Pushed | None:
         with redis_outage():
             fingerprint, rank = self._r.hmget(self._keys.delivery(ref), "fp", "rank")

@@ -11,8 +11,9 @@ from celery.signals import worker_process_init, worker_process_shutdown
 
 from config.logging import configure_logging
 from config.settings import load_settings
-from tasks.celery_app import SWEEP_TASK, SYNC_TASK
+from tasks.celery_app import RECONCILE_TASK, SWEEP_TASK, SYNC_TASK
 from tasks.handler import handle
+from tasks.reconcile import reconcile
 from tasks.retry_policy import Retry
 from tasks.runtime import Runtime, build_runtime
 from tasks.sweep import sweep_stale
@@ -68,3 +69,14 @@ def register(app: Any) -> None:
     def sweep_stale_events() -> int:
         rt = runtime()
         return sweep_stale(rt.ledger, app, rt.settings)
+
+    @app.task(name=RECONCILE_TASK, acks_late=True)  # type: ignore[untyped-decorator]
+    def reconcile_open_deliveries() -> dict[str, int]:
+        rt = runtime()
+        report = reconcile(
+            rt.deps.deliveries,
+            rt.deps,
+            older_than=rt.settings.reconcile_after_seconds,
+            limit=rt.settings.reconcile_batch,
+        )
+        return {"checked": report.checked, "errors": report.errors, **report.outcomes}

@@ -15,6 +15,7 @@ from tasks.keys import Keys
 from tasks.ledger import Ledger
 from tasks.oms_client import OmsClient
 from tasks.order_api import OrderApi
+from tasks.rate_limit import RateLimiter
 from tasks.sync import SyncDeps
 from tasks.token_cache import Credentials, TokenCache
 
@@ -71,6 +72,13 @@ def build_runtime(settings: Settings) -> Runtime:
             settings.bwp_client_secret.get_secret_value(),
         ),
     )
+    limiter = (
+        RateLimiter(
+            client, keys.api_rate, rate=settings.api_rate_per_second, burst=settings.api_burst
+        )
+        if settings.api_rate_per_second > 0
+        else None
+    )
     api = OrderApi(
         http,
         tokens,
@@ -78,6 +86,7 @@ def build_runtime(settings: Settings) -> Runtime:
         api_version=settings.bwp_api_version,
         target_id=settings.bwp_target_id,
         attempts=settings.http_max_attempts,
+        before_call=limiter.acquire if limiter else lambda: None,
     )
     oms = OmsClient(
         http,

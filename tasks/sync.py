@@ -104,21 +104,34 @@ def sync_event(event: DeliveryEvent, deps: SyncDeps, *, may_wait_for_api: bool =
     return outcome
 
 
+def sync_delivery(ref: DeliveryRef, deps: SyncDeps, source: Source) -> Outcome:
+    """Query the order and push the delivery's snapshot if it changed (same guard).
+
+    The query happens under the delivery's lock, so a concurrent event task cannot push
+    a newer snapshot between this read and this push. Raises like ``sync_event``.
+    """
+    with deps.deliveries.locked(ref):
+        snapshot = _read_snapshots(ref.business_product_id, ref.order_id, deps).get(ref.delivery_id)
+        if snapshot is None:
+            raise OrderNotVisibleYet(f"delivery {ref.delivery_id} is not on order {ref.order_id}")
+        return _apply(ref, snapshot, deps.deliveries.last_pushed(ref), source, deps)
+
+
 def sync_order(
     business_product_id: str, order_id: str, deps: SyncDeps, source: Source
 ) -> dict[str, Outcome]:
-    """Query the order once and push every delivery whose snapshot changed (same guard).
+    """Find the order's deliveries, then ``sync_delivery`` each one.
 
-    Used by reconciliation and ``bwp-worker sync-order``. Raises like ``sync_event``.
+    Used by ``bwp-worker sync-order``: one query to list the deliveries, then one per
+    delivery under its lock. Raises like ``sync_event``.
     """
-    snapshots = _read_snapshots(business_product_id, order_id, deps)
-    outcomes: dict[str, Outcome] = {}
-    for delivery_id, snapshot in sorted(snapshots.items()):
-        ref = DeliveryRef(business_product_id, order_id, delivery_id)
-        with deps.deliveries.locked(ref):
-            last = deps.deliveries.last_pushed(ref)
-            outcomes[delivery_id] = _apply(ref, snapshot, last, source, deps)
-    return outcomes
+    delivery_ids = sorted(_read_snapshots(business_product_id, order_id, deps))
+    return {
+        delivery_id: sync_delivery(
+            DeliveryRef(business_product_id, order_id, delivery_id), deps, source
+        )
+        for delivery_id in delivery_ids
+    }
 
 
 def _read_snapshots(business_product_id: str, order_id: str, deps: SyncDeps) -> dict[str, Snapshot]:

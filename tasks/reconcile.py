@@ -1,0 +1,52 @@
+"""Reconciliation: re-sync deliveries that stayed non-terminal for too long.
+
+EventBridge drops an event after 24 hours of failed delivery; a delivery whose last event
+never arrived would then stay wrong at the OMS. The worker remembers every non-terminal
+delivery it pushed (a sorted set scored by last sync) and this job re-syncs the oldest,
+a bounded number per run.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import structlog
+
+from tasks.delivery_state import DeliveryStates
+from tasks.errors import BwpError
+from tasks.sync import SyncDeps, sync_delivery, synthetic_source
+
+log = structlog.get_logger("bwp.reconcile")
+
+
+@dataclass
+class ReconcileReport:
+    checked: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    errors: int = 0
+
+
+def reconcile(
+    deliveries: DeliveryStates, deps: SyncDeps, *, older_than: float, limit: int
+) -> ReconcileReport:
+    """Re-sync up to ``limit`` open deliveries not synced for ``older_than`` seconds.
+
+    An error on one delivery is logged and counted; the next run tries it again.
+    """
+    report = ReconcileReport()
+    refs = deliveries.stale_open(older_than, limit)
+    source = synthetic_source("RECONCILIATION", deps.now())
+    for ref in refs:
+        report.checked += 1
+        try:
+            report.outcomes[sync_delivery(ref, deps, source)] += 1
+        except BwpError as exc:
+            report.errors += 1
+            log.warning(
+                "reconcile_failed", delivery=str(ref), error=str(exc), retryable=exc.retryable
+            )
+    deliveries.touch_open(refs)
+    if refs:
+        log.info("reconciled", checked=report.checked, errors=report.errors, **report.outcomes)
+    return report

@@ -1,0 +1,267 @@
+"""The task side without Celery: sync, reconciliation, token sharing, API and OMS failure
+handling, against real Redis and the sandbox API and OMS over HTTP."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import redis
+
+from config.settings import Settings
+from sandbox.bwp_api import SandboxApi
+from sandbox.bwp_api import build_app as api_app
+from sandbox.http import ServerHandle, serve_asgi
+from sandbox.oms import SandboxOms
+from sandbox.oms import build_app as oms_app
+from tasks.envelope import DeliveryEvent, parse_delivery_event
+from tasks.errors import (
+    ApiBehindEvent,
+    ApiUnavailable,
+    OrderNotVisibleYet,
+    PermanentApiError,
+    PermanentOmsError,
+)
+from tasks.events import build_event, to_body
+from tasks.keys import DeliveryRef, Keys
+from tasks.rate_limit import RateLimiter
+from tasks.reconcile import reconcile
+from tasks.runtime import Runtime, build_runtime
+from tasks.sync import Outcome, sync_delivery, sync_event, synthetic_source
+
+SECRET = "integration-signing-secret"
+
+
+@dataclass
+class Side:
+    api: SandboxApi
+    oms: SandboxOms
+    runtime: Runtime
+    settings: Settings
+
+    def event(self, detail_type: str, order_id: str, delivery_id: str = "d-1") -> DeliveryEvent:
+        body = to_body(
+            build_event(
+                detail_type,
+                business_product_id="bp-int",
+                order_id=order_id,
+                delivery_id=delivery_id,
+            )
+        )
+        parsed = parse_delivery_event(body)
+        assert isinstance(parsed, DeliveryEvent)
+        return parsed
+
+    def calls(self, order_id: str) -> int:
+        return int(self.api.stats()["order_queries_by_order"].get(order_id, 0))
+
+    def pushes(self, order_id: str) -> list[dict[str, object]]:
+        return [p.body for p in self.oms.received if p.body["orderId"] == order_id]
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[tuple[SandboxApi, SandboxOms, ServerHandle, ServerHandle]]:
+    api, oms = SandboxApi(), SandboxOms(signing_secret=SECRET)
+    with serve_asgi(api_app(api)) as api_server, serve_asgi(oms_app(oms)) as oms_server:
+        yield api, oms, api_server, oms_server
+
+
+def make_settings(servers, redis_url: str, key_prefix: str, **extra: object) -> Settings:  # type: ignore[no-untyped-def]
+    api, _, api_server, oms_server = servers
+    return Settings(
+        redis_url=redis_url,
+        redis_key_prefix=key_prefix,
+        bwp_api_url=f"{api_server.url}/graphql",
+        bwp_token_url=f"{api_server.url}/token",
+        bwp_client_id=api.client_id,
+        bwp_client_secret=api.client_secret,
+        oms_url=f"{oms_server.url}/deliveries",
+        oms_signing_secret=SECRET,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def side(servers, redis_url: str, key_prefix: str) -> Iterator[Side]:  # type: ignore[no-untyped-def]
+    api, oms, _, _ = servers
+    api.clear_faults()
+    oms.reset()
+    settings = make_settings(servers, redis_url, key_prefix)
+    runtime = build_runtime(settings)
+    yield Side(api, oms, runtime, settings)
+    runtime.close()
+
+
+_n = iter(range(1, 10**6))
+
+
+def order(side: Side, state: str = "IN_TRANSIT", **kw: str) -> str:
+    order_id = f"322-INT-{next(_n):05d}"
+    side.api.store.add_order(order_id, "bp-int", [("li-1", 2, "d-1")])
+    side.api.store.update_delivery(order_id, "d-1", state=state, **kw)
+    return order_id
+
+
+def test_an_event_is_pushed_once_and_its_twin_needs_no_query(side: Side) -> None:
+    order_id = order(side, "DELIVERED", tracking_number="TN", carrier_code="UPS")
+    first = side.event("PACKAGE_DELIVERED", order_id)
+    assert sync_event(first, side.runtime.deps) is Outcome.PUSHED
+    assert sync_event(first, side.runtime.deps) is Outcome.ALREADY_DONE
+    assert sync_event(side.event("ITEM_DELIVERED", order_id), side.runtime.deps) is Outcome.NO_NEWS
+    assert side.calls(order_id) == 1
+    [body] = side.pushes(order_id)
+    assert body["state"] == "DELIVERED"
+
+
+def test_an_api_lagging_behind_the_event_is_asked_again(side: Side) -> None:
+    # Given the API still shows IN_TRANSIT when the DELIVERED event arrives
+    order_id = order(side, "IN_TRANSIT")
+    event = side.event("DELIVERY_COMPLETED", order_id)
+    # When the task runs, it pushes what the API shows and asks to be retried
+    with pytest.raises(ApiBehindEvent):
+        sync_event(event, side.runtime.deps)
+    assert [b["state"] for b in side.pushes(order_id)] == ["IN_TRANSIT"]
+    # Then, once the API caught up, the retry pushes DELIVERED
+    side.api.store.update_delivery(order_id, "d-1", state="DELIVERED")
+    assert sync_event(event, side.runtime.deps) is Outcome.PUSHED
+    assert [b["state"] for b in side.pushes(order_id)] == ["IN_TRANSIT", "DELIVERED"]
+
+
+def test_a_snapshot_that_would_go_backwards_is_not_pushed(side: Side) -> None:
+    order_id = order(side, "DELIVERED")
+    sync_event(side.event("PACKAGE_DELIVERED", order_id), side.runtime.deps)
+    side.api.store.update_delivery(order_id, "d-1", state="IN_TRANSIT", tracking_number="NEW")
+    ref = DeliveryRef("bp-int", order_id, "d-1")
+    source = synthetic_source("MANUAL_SYNC", side.runtime.deps.now())
+    assert sync_delivery(ref, side.runtime.deps, source) is Outcome.BACKWARDS
+    assert [b["state"] for b in side.pushes(order_id)] == ["DELIVERED"]
+
+
+def test_reconciliation_repairs_a_dropped_event(side: Side) -> None:
+    # Given IN_TRANSIT was pushed, then the delivery completed but its event was dropped
+    order_id = order(side, "IN_TRANSIT", tracking_number="TN-R")
+    sync_event(side.event("PACKAGE_DELIVERY_IN_TRANSIT", order_id), side.runtime.deps)
+    side.api.store.update_delivery(order_id, "d-1", state="DELIVERED")
+    deliveries = side.runtime.deps.deliveries
+    # When reconciliation runs
+    report = reconcile(deliveries, side.runtime.deps, older_than=0, limit=100)
+    # Then the OMS is right, and the now-terminal delivery is no longer watched
+    assert report.outcomes[Outcome.PUSHED] == 1
+    assert side.pushes(order_id)[-1]["state"] == "DELIVERED"
+    assert side.pushes(order_id)[-1]["sourceEvent"]["detailType"] == "RECONCILIATION"  # type: ignore[index]
+    assert reconcile(deliveries, side.runtime.deps, older_than=0, limit=100).checked == 0
+
+
+def test_reconciliation_is_bounded_per_run(side: Side) -> None:
+    orders = [order(side, "IN_TRANSIT") for _ in range(5)]
+    for order_id in orders:
+        sync_event(side.event("DELIVERY_IN_TRANSIT", order_id), side.runtime.deps)
+    assert (
+        reconcile(side.runtime.deps.deliveries, side.runtime.deps, older_than=0, limit=3).checked
+        == 3
+    )
+
+
+def test_workers_share_one_token_and_a_401_forces_one_refresh(
+    side: Side, servers, redis_url, key_prefix
+) -> None:  # type: ignore[no-untyped-def]
+    other = build_runtime(make_settings(servers, redis_url, key_prefix))
+    try:
+        before = side.api.stats()["token_requests"]
+        a, b = order(side), order(side)
+        sync_event(side.event("ITEM_IN_TRANSIT", a), side.runtime.deps)
+        sync_event(side.event("ITEM_IN_TRANSIT", b), other.deps)
+        assert side.api.stats()["token_requests"] - before == 1
+        side.api.invalidate_tokens()
+        c = order(side)
+        sync_event(side.event("ITEM_IN_TRANSIT", c), other.deps)
+        assert side.api.stats()["token_requests"] - before == 2
+        assert len(side.pushes(c)) == 1
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize(
+    ("kind", "count", "expected"),
+    [
+        ("throttle", 2, Outcome.PUSHED),
+        ("internal", 2, Outcome.PUSHED),
+        ("http503", 2, Outcome.PUSHED),
+        ("http429", 3, ApiUnavailable),
+        ("not_found", 1, OrderNotVisibleYet),
+        ("validation", 1, PermanentApiError),
+        ("access_denied", 1, PermanentApiError),
+    ],
+)
+def test_api_errors_are_retried_in_the_call_or_classified(
+    side: Side, kind: str, count: int, expected: object
+) -> None:
+    order_id = order(side)
+    side.api.inject(kind, count, retry_after=0 if kind == "http429" else None)
+    event = side.event("PACKAGE_DELIVERY_IN_TRANSIT", order_id)
+    if isinstance(expected, Outcome):
+        assert sync_event(event, side.runtime.deps) is expected
+        assert side.calls(order_id) == count + 1
+    else:
+        with pytest.raises(expected):  # type: ignore[call-overload]
+            sync_event(event, side.runtime.deps)
+        assert side.pushes(order_id) == []
+        assert side.runtime.ledger.state(event.envelope.dedup_key) is None
+
+
+def test_oms_failures_are_retried_with_the_same_idempotency_key(side: Side) -> None:
+    order_id = order(side)
+    side.oms.fail_next(2, status=503)
+    assert (
+        sync_event(side.event("PACKAGE_DELIVERY_IN_TRANSIT", order_id), side.runtime.deps)
+        is Outcome.PUSHED
+    )
+    keys = [
+        a.headers.get("idempotency-key")
+        for a in side.oms.attempts
+        if order_id in a.body
+    ]
+    assert len(keys) == 3 and len(set(keys)) == 1
+
+
+def test_an_oms_refusal_is_permanent_and_nothing_is_recorded(side: Side) -> None:
+    order_id = order(side)
+    side.oms.fail_next(1, status=422)
+    event = side.event("PACKAGE_DELIVERY_IN_TRANSIT", order_id)
+    with pytest.raises(PermanentOmsError, match="422"):
+        sync_event(event, side.runtime.deps)
+    # the delivery is not marked pushed: a replay pushes it
+    assert side.runtime.deps.deliveries.last_pushed(DeliveryRef("bp-int", order_id, "d-1")) is None
+
+
+def test_many_workers_together_stay_under_the_api_rate(redis_url: str, key_prefix: str) -> None:
+    # Given four workers, each with its own connection, sharing one limit of 40/s, burst 4
+    rate, burst, workers, calls_each = 40.0, 4, 4, 15
+    key = Keys(key_prefix).api_rate
+    stamps: list[float] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        client = redis.Redis.from_url(redis_url)
+        limiter = RateLimiter(client, key, rate=rate, burst=burst)
+        for _ in range(calls_each):
+            limiter.acquire()
+            with lock:
+                stamps.append(time.monotonic())
+        client.close()
+
+    threads = [threading.Thread(target=work) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # Then 60 calls took at least (60 - burst) / rate seconds, and no one-second window
+    # holds more than rate + burst calls
+    stamps.sort()
+    assert len(stamps) == workers * calls_each
+    assert stamps[-1] - stamps[0] >= (len(stamps) - burst) / rate * 0.95
+    busiest = max(sum(1 for s in stamps if t <= s < t + 1.0) for t in stamps)
+    assert busiest <= rate + burst
