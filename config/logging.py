@@ -20,7 +20,8 @@ class Redactor:
     """A structlog processor that replaces every known secret value in a log line."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        self._secrets = [s for s in secrets if len(s) >= 4]
+        # Longest first: a secret that contains another must not leak its remainder.
+        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
 
     def __call__(self, _: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
         if not self._secrets:

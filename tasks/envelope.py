@@ -55,7 +55,7 @@ def _load(body: str | bytes) -> Any:
         raise MalformedEvent(f"body is not UTF-8 (byte {exc.start})") from exc
     try:
         return json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError: JSONDecodeError, huge ints
         raise MalformedEvent(f"body is not JSON: {type(exc).__name__}") from exc
 
 

@@ -39,13 +39,17 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 def _error_types(payload: dict[str, Any]) -> list[str]:
+    errors = payload.get("errors")
+    if not errors:
+        return []
+    if not isinstance(errors, list):
+        errors = [errors]
     types: list[str] = []
-    for error in payload.get("errors") or []:
-        if isinstance(error, dict):
-            ext = error.get("extensions") or {}
-            classification = ext.get("classification") if isinstance(ext, dict) else None
-            kind = classification.get("type") if isinstance(classification, dict) else None
-            types.append(str(kind) if kind else "Unknown")
+    for error in errors:
+        ext = error.get("extensions") if isinstance(error, dict) else None
+        classification = ext.get("classification") if isinstance(ext, dict) else None
+        kind = classification.get("type") if isinstance(classification, dict) else None
+        types.append(str(kind) if kind else "Unknown")
     return types
 
 
@@ -65,8 +69,12 @@ def classify(response: httpx.Response) -> dict[str, Any]:
     try:
         payload = response.json()
     except ValueError as exc:
+        if status >= 400:  # a gateway's HTML refusal is still a refusal
+            _raise_for(status, [], response)
         raise ApiUnavailable(f"order API answered HTTP {status} with a non-JSON body") from exc
     if not isinstance(payload, dict):
+        if status >= 400:
+            _raise_for(status, [], response)
         raise ApiUnavailable(f"order API answered HTTP {status} with an unexpected body")
     types = _error_types(payload)
     if status >= 400 or types:

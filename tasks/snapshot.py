@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -79,7 +80,13 @@ def _quantity(item: dict[str, Any]) -> int | None:
     value = _obj(item.get("amount"), "lineItems.amount").get("value")
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+        or value != int(value)
+    ):
         raise PermanentApiError("order response: lineItems.amount.value is not a count")
     return int(value)
 

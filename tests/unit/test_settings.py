@@ -1,0 +1,223 @@
+"""config.settings: one typed settings object read from the environment."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from config.settings import Settings, SettingsError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No variable the settings read leaks in from the machine running the tests."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+# --- defaults (contract: "Configuration") ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "default"),
+    [
+        ("sqs_queue_url", None),
+        ("sqs_dlq_url", None),
+        ("aws_region", "us-east-1"),
+        ("aws_endpoint_url", None),
+        ("redis_url", "redis://localhost:6379/0"),
+        ("celery_broker_url", None),
+        ("bwp_api_url", "https://api.buywithprime.amazon.com/graphql"),
+        ("bwp_token_url", "https://api.buywithprime.amazon.com/token"),
+        ("bwp_client_id", None),
+        ("bwp_client_secret", None),
+        ("bwp_api_version", "2024-11-01"),
+        ("bwp_target_id", None),
+        ("oms_url", None),
+        ("oms_signing_secret", None),
+        ("oms_auth_token", None),
+        ("log_level", "INFO"),
+        ("log_format", "json"),
+        ("metrics_port", 9102),
+    ],
+)
+def test_contract_variables_have_their_documented_defaults(field: str, default: object) -> None:
+    # Given an empty environment
+    # When the settings are loaded
+    settings = load_settings()
+    # Then each variable of the contract table has its documented default
+    assert getattr(settings, field) == default
+
+
+def test_broker_url_falls_back_to_redis_url(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("REDIS_URL", "rediss://cache.example:6380/2")
+    assert load_settings().broker_url == "rediss://cache.example:6380/2"
+
+
+def test_broker_url_is_its_own_when_set(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("REDIS_URL", "redis://data:6379/0")
+    clean_env.setenv("CELERY_BROKER_URL", "redis://broker:6379/1")
+    settings = load_settings()
+    assert settings.broker_url == "redis://broker:6379/1"
+    assert settings.redis_url == "redis://data:6379/0"
+
+
+def test_empty_environment_has_no_secrets() -> None:
+    assert load_settings().secrets() == []
+
+
+# --- reading the environment ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "field", "expected"),
+    [
+        ("SQS_QUEUE_URL", "http://sqs.local/q", "sqs_queue_url", "http://sqs.local/q"),
+        ("AWS_REGION", "eu-west-1", "aws_region", "eu-west-1"),
+        ("BWP_API_VERSION", "2024-01-01", "bwp_api_version", "2024-01-01"),
+        ("BWP_API_VERSION", "2024-04-01", "bwp_api_version", "2024-04-01"),
+        ("BWP_TARGET_ID", "bp-123", "bwp_target_id", "bp-123"),
+        ("LOG_LEVEL", "DEBUG", "log_level", "DEBUG"),
+        ("LOG_FORMAT", "console", "log_format", "console"),
+        ("METRICS_PORT", "0", "metrics_port", 0),
+        ("METRICS_PORT", "65535", "metrics_port", 65535),
+        ("UNSUPPORTED_EVENTS", "park", "unsupported_events", "park"),
+        ("HTTP_TIMEOUT_SECONDS", "2.5", "http_timeout_seconds", 2.5),
+        ("TASK_MAX_RETRIES", "0", "task_max_retries", 0),
+        ("REDIS_KEY_PREFIX", "shop1:", "redis_key_prefix", "shop1:"),
+        ("metrics_port", "9200", "metrics_port", 9200),  # names are case-insensitive
+    ],
+)
+def test_variables_are_read_and_typed(
+    clean_env: pytest.MonkeyPatch, variable: str, value: str, field: str, expected: object
+) -> None:
+    clean_env.setenv(variable, value)
+    assert getattr(load_settings(), field) == expected
+
+
+def test_overrides_win_over_the_environment(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("METRICS_PORT", "9200")
+    assert load_settings(metrics_port=0).metrics_port == 0
+
+
+def test_settings_are_frozen() -> None:
+    settings = load_settings()
+    with pytest.raises(ValidationError):
+        settings.metrics_port = 1  # type: ignore[misc]
+
+
+# --- invalid values ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("METRICS_PORT", "abc"),
+        ("METRICS_PORT", "70000"),
+        ("METRICS_PORT", "-1"),
+        ("METRICS_PORT", ""),
+        ("LOG_FORMAT", "xml"),
+        ("LOG_LEVEL", "verbose"),
+        ("BWP_API_VERSION", "2023-01-01"),
+        ("UNSUPPORTED_EVENTS", "drop"),
+        ("SQS_BATCH_SIZE", "11"),
+        ("SQS_WAIT_TIME_SECONDS", "21"),
+        ("HTTP_TIMEOUT_SECONDS", "0"),
+        ("HTTP_MAX_ATTEMPTS", "0"),
+        ("TASK_MAX_RETRIES", "many"),
+        ("REDIS_KEY_PREFIX", ""),
+    ],
+)
+def test_invalid_value_is_a_one_line_error_naming_the_variable(
+    clean_env: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    # Given one variable set to a value it cannot take
+    clean_env.setenv(variable, value)
+    # When the settings are loaded
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    # Then the error is one line that starts with the variable's name
+    message = str(caught.value)
+    assert message.startswith(f"{variable}: ")
+    assert "\n" not in message
+    # and no pydantic traceback context is chained onto it
+    assert caught.value.__suppress_context__
+
+
+def test_invalid_value_is_not_echoed(clean_env: pytest.MonkeyPatch) -> None:
+    # A mistyped variable may hold a secret pasted into the wrong place.
+    clean_env.setenv("LOG_FORMAT", "sk-live-ZZZZ-very-secret")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert "very-secret" not in str(caught.value)
+
+
+def test_invalid_override_names_the_field() -> None:
+    with pytest.raises(SettingsError, match=r"^METRICS_PORT: "):
+        load_settings(metrics_port="not a port")
+
+
+# --- require -------------------------------------------------------------------------
+
+
+def test_require_passes_when_every_name_is_set(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("OMS_URL", "http://oms.local/updates")
+    clean_env.setenv("BWP_CLIENT_ID", "client")
+    load_settings().require("oms_url", "bwp_client_id")
+
+
+@pytest.mark.parametrize("value", [None, ""], ids=["unset", "empty"])
+def test_require_names_the_first_missing_variable(
+    clean_env: pytest.MonkeyPatch, value: str | None
+) -> None:
+    # Given OMS_URL is set but BWP_CLIENT_ID and SQS_QUEUE_URL are not
+    clean_env.setenv("OMS_URL", "http://oms.local/updates")
+    if value is not None:
+        clean_env.setenv("BWP_CLIENT_ID", value)
+    # When they are required
+    with pytest.raises(SettingsError) as caught:
+        load_settings().require("oms_url", "bwp_client_id", "sqs_queue_url")
+    # Then the first missing one is named, as a variable
+    assert str(caught.value) == "BWP_CLIENT_ID is required but not set"
+
+
+def test_require_sees_an_unset_secret() -> None:
+    with pytest.raises(SettingsError, match="BWP_CLIENT_SECRET"):
+        load_settings().require("bwp_client_secret")
+
+
+# --- secrets -------------------------------------------------------------------------
+
+SECRETS = {
+    "BWP_CLIENT_SECRET": "client-secret-value-1",
+    "OMS_SIGNING_SECRET": "signing-secret-value-2",
+    "OMS_AUTH_TOKEN": "auth-token-value-3",
+}
+
+
+def test_secrets_are_listed_for_redaction(clean_env: pytest.MonkeyPatch) -> None:
+    for name, value in SECRETS.items():
+        clean_env.setenv(name, value)
+    assert sorted(load_settings().secrets()) == sorted(SECRETS.values())
+
+
+def test_empty_secret_is_not_listed(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("OMS_AUTH_TOKEN", "")
+    clean_env.setenv("OMS_SIGNING_SECRET", "signing-secret-value-2")
+    assert load_settings().secrets() == ["signing-secret-value-2"]
+
+
+def test_secrets_never_appear_in_repr_or_str(clean_env: pytest.MonkeyPatch) -> None:
+    # Given every secret configured
+    for name, value in SECRETS.items():
+        clean_env.setenv(name, value)
+    settings = load_settings()
+    # Then neither repr, str nor a dump shows them
+    shown = repr(settings) + str(settings) + str(settings.model_dump())
+    for value in SECRETS.values():
+        assert value not in shown
+    # while the values themselves are there for the code that needs them
+    assert settings.oms_signing_secret is not None
+    assert settings.oms_signing_secret.get_secret_value() == SECRETS["OMS_SIGNING_SECRET"]
