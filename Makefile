@@ -41,5 +41,9 @@ typecheck: $(STAMP)
 
 check: lint typecheck test
 
+## The chaos suite alone, three runs in a row (it also runs inside `make test`).
+chaos: $(STAMP)
+	for run in 1 2 3; do $(BIN)/pytest tests/chaos -q -s || exit 1; done
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

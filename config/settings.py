@@ -61,16 +61,18 @@ class Settings(BaseSettings):
     task_retry_cap_seconds: float = Field(default=300.0, gt=0)
     #: retries of "order or delivery not found" (an event can race the order)
     not_found_max_retries: int = Field(default=4, ge=0, le=20)
-    claim_ttl_seconds: int = Field(default=300, ge=10)
+    #: a poller's claim on an event before publishing; keep it below the SQS visibility
+    #: timeout, so a message a crashed poller held is claimable when it reappears
+    claim_ttl_seconds: int = Field(default=30, ge=2)
     queued_ttl_seconds: int = Field(default=2 * 86400, ge=60)
     done_ttl_seconds: int = Field(default=4 * 86400, ge=60)
     delivery_state_ttl_seconds: int = Field(default=30 * 86400, ge=3600)
     delivery_lock_ttl_seconds: float = Field(default=60.0, gt=0)
     delivery_lock_wait_seconds: float = Field(default=5.0, ge=0)
     #: a `queued` ledger record older than this is re-dispatched by the sweep
-    sweep_after_seconds: int = Field(default=900, ge=30)
+    sweep_after_seconds: int = Field(default=900, ge=5)
     sweep_interval_seconds: float = Field(default=60.0, gt=0)
-    broker_visibility_timeout: int = Field(default=900, ge=30)
+    broker_visibility_timeout: int = Field(default=900, ge=5)
     #: the poller pauses while the Celery queue holds more than this; 0 disables
     max_queue_depth: int = Field(default=2000, ge=0)
     #: order-API calls per second across every worker (a Redis-backed GCRA); 0 = no limit

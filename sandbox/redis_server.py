@@ -53,8 +53,15 @@ class EmbeddedRedis:
     (or ``start()``) brings the same server back; ``close()`` also deletes the directory.
     """
 
-    def __init__(self, *, appendonly: bool = False, executable: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        appendonly: bool = False,
+        executable: str | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self.appendonly = appendonly
+        self.extra_args = extra_args
         self.executable = executable or redis_executable()
         self.port = _free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
@@ -73,7 +80,7 @@ class EmbeddedRedis:
         args = [self.executable, "--port", str(self.port), "--bind", "127.0.0.1"]
         args += ["--dir", str(self.data_dir), "--save", "", "--daemonize", "no"]
         args += ["--appendonly", "yes" if self.appendonly else "no"]
-        args += ["--logfile", str(self.data_dir / "redis.log")]
+        args += ["--logfile", str(self.data_dir / "redis.log"), *self.extra_args]
         self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + _START_TIMEOUT
         while not _answers_ping(self.port):

@@ -7,13 +7,16 @@ OMS, then runs the Procfile's poller and Celery worker as real processes.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -44,6 +47,9 @@ def delete_prefix(client: redis.Redis, prefix: str) -> None:
 @dataclass
 class StackOptions:
     redis_url: str | None = None
+    #: with an embedded Redis: persist every write (append-only, fsync always), so that
+    #: a restart loses nothing (chaos tests restart it under the running processes)
+    redis_durable: bool = False
     api_version: str = "2024-11-01"
     subscriptions: Sequence[str] = DEFAULT_SUBSCRIPTIONS
     key_prefix: str = field(default_factory=lambda: f"bwp-{uuid.uuid4().hex[:8]}:")
@@ -66,6 +72,13 @@ class Process:
         """Send ``signum`` (e.g. SIGTERM), expecting the process to exit."""
         self.exiting = True
         self.popen.send_signal(signum)
+
+    def kill_hard(self) -> None:
+        """SIGKILL the process and its children (a crashed or OOM-killed container)."""
+        self.exiting = True
+        with suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(10)
 
     def stop(self, timeout: float = 15.0) -> int | None:
         self.exiting = True
@@ -102,7 +115,10 @@ class LocalStack:
         if self.options.redis_url:
             self.redis_url = self.options.redis_url
         else:
-            self._embedded = EmbeddedRedis().start()
+            self._embedded = EmbeddedRedis(
+                appendonly=self.options.redis_durable,
+                extra_args=("--appendfsync", "always") if self.options.redis_durable else (),
+            ).start()
             self.redis_url = self._embedded.url
         self.redis = redis.Redis.from_url(self.redis_url)
         self._sqs_server = SqsServer()
@@ -127,7 +143,10 @@ class LocalStack:
             self.sqs.close()
             self._sqs_server.stop()
         if hasattr(self, "redis"):
-            delete_prefix(self.redis, self.options.key_prefix)
+            # Unreachable: nothing to delete now. (A terminal's Ctrl-C also ends an
+            # embedded Redis, same process group, and its keys go with it.)
+            with contextlib.suppress(redis.ConnectionError):
+                delete_prefix(self.redis, self.options.key_prefix)
             self.redis.close()
         if self._embedded is not None:
             self._embedded.close()
@@ -178,10 +197,26 @@ class LocalStack:
     def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> Process:
         log_path = self.log_dir / f"{name}-{len(self.processes)}.log"
         log = log_path.open("wb")
-        popen = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+        # Own session: kill_hard() takes the whole process tree, as a container kill does.
+        popen = subprocess.Popen(
+            args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         process = Process(name, popen, log_path, log)
         self.processes.append(process)
         return process
+
+    def restart_redis(self) -> None:
+        """Restart the embedded Redis (same port and data) under the running processes."""
+        if self._embedded is None:
+            raise RuntimeError("only an embedded Redis can be restarted")
+        self._embedded.restart()
+
+    def start_beat(self, **env: str) -> Process:
+        """``celery -A tasks beat`` (the Procfile's beat), its schedule file in the log dir."""
+        schedule = self.log_dir / f"beat-schedule-{len(self.processes)}"
+        args = [sys.executable, "-m", "celery", "-A", "tasks", "beat", "--loglevel", "INFO"]
+        args += ["--schedule", str(schedule)]
+        return self._spawn("beat", args, self.env(**env))
 
     def start_poller(self, **env: str) -> Process:
         """``bwp-worker poll`` (the Procfile's poller)."""

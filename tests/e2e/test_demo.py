@@ -1,0 +1,70 @@
+"""``bwp-worker demo`` as a user runs it: a real subprocess on embedded Redis (REDIS_URL
+unset), its own poller and Celery worker processes; it must end right and say so."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(args: list[str], timeout: float = 100) -> subprocess.CompletedProcess[str]:
+    """Run ``args`` with REDIS_URL unset; on timeout SIGTERM it (the demo then stops its
+    processes) and fail with what it printed."""
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env["PYTHONIOENCODING"] = "utf-8"
+    with subprocess.Popen(
+        args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            out, err = proc.communicate(timeout=30)
+            pytest.fail(f"timed out after {timeout} s:\n{out}\n{err}")
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
+def test_the_demo_plays_its_story_and_ends_right_on_embedded_redis() -> None:
+    # When the demo runs with nothing configured
+    done = run([sys.executable, "-m", "worker", "demo"])
+    out = done.stdout
+    # Then it exits 0 and says why
+    assert done.returncode == 0, f"{out}\n{done.stderr}"
+    assert "embedded Redis" in out
+    assert "✓ The OMS holds the order API's state for every delivery" in out
+    # ... every distinct snapshot reached the OMS once: 9 for the default five orders
+    assert re.search(r"OMS pushes\s+9\s+\(0 with a repeated key\)", out), out
+    assert re.search(r"order API calls\s+9\n", out), out
+    # ... the trouble was absorbed, acknowledged or parked with its reason
+    assert re.search(r"duplicates absorbed\s+1\s", out), out
+    assert re.search(r"twins absorbed\s+[1-9]\d*\s", out), out
+    assert re.search(r"unsupported, acknowledged\s+1\s+\(1 ORDER_CONFIRMED\)", out), out
+    assert re.search(r"in the DLQ\s+1\s+\(1 malformed\)", out), out
+    assert "malformed: body is not JSON" in out
+    # ... and the table shows six deliveries, each as the API has it
+    rows = [line for line in out.splitlines() if line.startswith("  322-")]
+    assert len(rows) == 6
+    assert all(row.endswith("✓") for row in rows), "\n".join(rows)
+    # ... while the worker processes' JSON logs stayed out of the terminal
+    assert '"event":' not in out + done.stderr
+
+
+def test_without_the_sandbox_extra_the_demo_exits_2_with_one_line() -> None:
+    # Given moto (part of the sandbox extra) cannot be imported
+    script = (
+        "import sys; sys.modules['moto'] = sys.modules['moto.server'] = None; "
+        "sys.argv = ['bwp-worker', 'demo']; from worker.cli import main; main()"
+    )
+    done = run([sys.executable, "-c", script], timeout=60)
+    assert done.returncode == 2
+    [line] = done.stderr.splitlines()
+    assert "pip install 'bwp-worker[sandbox]'" in line
+    assert done.stdout == ""
