@@ -58,6 +58,9 @@ class PollerMetrics:
         self.errors = Counter(
             "bwp_loop_errors", "Receive/delete/dispatch errors", ["stage"], registry=r
         )
+        self.sqs_requests = Counter(
+            "bwp_sqs_requests", "SQS API requests by the poller", ["action"], registry=r
+        )
         self.paused = Counter(
             "bwp_backpressure_pauses", "Polls skipped: Celery queue too deep", registry=r
         )

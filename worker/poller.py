@@ -321,7 +321,7 @@ class Poller:
     # --- SQS --------------------------------------------------------------------------
     def _receive(self, stop: threading.Event) -> list[MessageTypeDef] | None:
         self.totals.polls += 1
-        self.sqs_requests += 1
+        self._count_sqs("receive")
         try:
             reply = self._sqs.receive_message(
                 QueueUrl=self._cfg.queue_url,
@@ -342,7 +342,8 @@ class Poller:
         if not items:
             return []
         flags = self._dlq.park([parcel for _, parcel in items])
-        self.sqs_requests += (len(items) + 9) // 10 if self._dlq.configured else 0
+        if self._dlq.configured:
+            self._count_sqs("park", (len(items) + 9) // 10)
         parked: list[MessageTypeDef] = []
         for (message, parcel), ok in zip(items, flags, strict=True):
             if ok:
@@ -362,7 +363,7 @@ class Poller:
             entries: list[Any] = [
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
             ]
-            self.sqs_requests += 1
+            self._count_sqs("delete")
             try:
                 reply = self._sqs.delete_message_batch(
                     QueueUrl=self._cfg.queue_url, Entries=entries
@@ -384,13 +385,17 @@ class Poller:
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
                 for i, m in enumerate(chunk)
             ]
-            self.sqs_requests += 1
+            self._count_sqs("release")
             try:
                 self._sqs.change_message_visibility_batch(
                     QueueUrl=self._cfg.queue_url, Entries=entries
                 )
             except _AWS_ERRORS as exc:
                 log.warning("release_failed", error=type(exc).__name__, count=len(chunk))
+
+    def _count_sqs(self, action: str, requests: int = 1) -> None:
+        self.sqs_requests += requests
+        self.metrics.sqs_requests.labels(action).inc(requests)
 
     # --- health -----------------------------------------------------------------------
     def _backpressure(self) -> bool:
