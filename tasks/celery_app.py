@@ -51,6 +51,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_send_sent_event": False,
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
+        # SIGTERM (an ECS stop, 30 s): running tasks get 20 s to finish, then Celery's
+        # cold shutdown hands unacked and countdown-held tasks back to the broker.
+        "worker_soft_shutdown_timeout": 20.0,
+        "worker_enable_soft_shutdown_on_idle": True,
         "task_soft_time_limit": 120,
         "task_time_limit": 150,
         "enable_utc": True,
