@@ -8,6 +8,7 @@ the task to retry later or park.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, Final, Protocol
 
@@ -19,6 +20,7 @@ from tasks.retrying import call_with_retries
 
 _RETRYABLE_TYPES: Final = frozenset({"ThrottlingError", "InternalServerError", "ConflictError"})
 _PERMANENT_TYPES: Final = frozenset({"ValidationError", "AccessDeniedError"})
+_TYPE_NAME: Final = re.compile(r"[A-Za-z]{1,64}")
 
 
 class Tokens(Protocol):
@@ -49,7 +51,8 @@ def _error_types(payload: dict[str, Any]) -> list[str]:
         ext = error.get("extensions") if isinstance(error, dict) else None
         classification = ext.get("classification") if isinstance(ext, dict) else None
         kind = classification.get("type") if isinstance(classification, dict) else None
-        types.append(str(kind) if kind else "Unknown")
+        # Only a plain name is echoed into errors and logs; anything else is "Unknown".
+        types.append(kind if isinstance(kind, str) and _TYPE_NAME.fullmatch(kind) else "Unknown")
     return types
 
 
