@@ -7,7 +7,7 @@ from typing import Any
 
 import structlog
 from celery import Task
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
 
 from config.logging import configure_logging
 from config.settings import load_settings
@@ -31,6 +31,13 @@ def runtime() -> Runtime:
             configure_logging(settings.log_level, settings.log_format, settings.secrets())
             _runtime = build_runtime(settings)
         return _runtime
+
+
+@setup_logging.connect
+def _setup_logging(**_: Any) -> None:
+    """Celery's own lines (worker, beat) in the same structured format as ours."""
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format, settings.secrets())
 
 
 @worker_process_init.connect
