@@ -7,6 +7,7 @@ see the same queues, so tests give their queues unique names.
 from __future__ import annotations
 
 import json
+import logging
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,8 @@ class SqsServer:
     """A running moto server: ``url`` to reach it, ``stop()`` to end it."""
 
     def __init__(self) -> None:
+        # werkzeug logs every request at INFO: a line per SQS call, and CPU for nothing.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()

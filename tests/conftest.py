@@ -6,7 +6,6 @@ deletes only its own keys); otherwise a real redis-server started for the sessio
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import uuid
@@ -22,7 +21,6 @@ from sandbox.stack import delete_prefix
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 
 def _local_redis_answers() -> bool:
