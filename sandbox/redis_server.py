@@ -81,7 +81,10 @@ class EmbeddedRedis:
         args += ["--dir", str(self.data_dir), "--save", "", "--daemonize", "no"]
         args += ["--appendonly", "yes" if self.appendonly else "no"]
         args += ["--logfile", str(self.data_dir / "redis.log"), *self.extra_args]
-        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Own session: a Ctrl-C at the terminal must not stop Redis before its users.
+        self._proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         deadline = time.monotonic() + _START_TIMEOUT
         while not _answers_ping(self.port):
             if self._proc.poll() is not None or time.monotonic() > deadline:

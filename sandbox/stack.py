@@ -7,7 +7,6 @@ OMS, then runs the Procfile's poller and Celery worker as real processes.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -99,7 +98,13 @@ class Process:
 class LocalStack:
     """Start with ``start()``; ``stop()`` ends every process and server it started."""
 
-    def __init__(self, options: StackOptions | None = None) -> None:
+    def __init__(
+        self,
+        options: StackOptions | None = None,
+        *,
+        api: SandboxApi | None = None,
+        oms: SandboxOms | None = None,
+    ) -> None:
         self.options = options or StackOptions()
         self._embedded: EmbeddedRedis | None = None
         self._servers: list[ServerHandle] = []
@@ -107,8 +112,14 @@ class LocalStack:
         self.processes: list[Process] = []
         self._tmp = tempfile.TemporaryDirectory(prefix="bwp-stack-")
         self.log_dir = self.options.log_dir or Path(self._tmp.name)
-        self.api = SandboxApi()
-        self.oms = SandboxOms(signing_secret=SIGNING_SECRET, auth_token=OMS_TOKEN)
+        # The stand-ins hold the credentials they accept; env() hands the processes the
+        # same ones, so a test may bring stand-ins with credentials of its own.
+        self.api = api if api is not None else SandboxApi()
+        self.oms = (
+            oms
+            if oms is not None
+            else SandboxOms(signing_secret=SIGNING_SECRET, auth_token=OMS_TOKEN)
+        )
 
     # --- lifecycle --------------------------------------------------------------------
     def start(self) -> LocalStack:
@@ -145,7 +156,7 @@ class LocalStack:
         if hasattr(self, "redis"):
             # Unreachable: nothing to delete now. (A terminal's Ctrl-C also ends an
             # embedded Redis, same process group, and its keys go with it.)
-            with contextlib.suppress(redis.ConnectionError):
+            with suppress(redis.ConnectionError):
                 delete_prefix(self.redis, self.options.key_prefix)
             self.redis.close()
         if self._embedded is not None:
@@ -180,8 +191,8 @@ class LocalStack:
                 "BWP_CLIENT_SECRET": self.api.client_secret,
                 "BWP_API_VERSION": self.options.api_version,
                 "OMS_URL": f"{self.oms_server.url}/deliveries",
-                "OMS_SIGNING_SECRET": SIGNING_SECRET,
-                "OMS_AUTH_TOKEN": OMS_TOKEN,
+                "OMS_SIGNING_SECRET": self.oms.signing_secret or "",
+                "OMS_AUTH_TOKEN": self.oms.auth_token or "",
                 "METRICS_PORT": "0",
                 "SQS_WAIT_TIME_SECONDS": "1",
                 "SQS_VISIBILITY_TIMEOUT": str(self.options.sqs_visibility_timeout),

@@ -55,8 +55,9 @@ def test_sigterm_hands_back_prefetched_messages_and_exits_quickly() -> None:
         assert code == 0
         assert elapsed < 10
         summary = summary_line(poller.log_path.read_text())
-        assert summary["handed_back"] == 10
-        assert summary["dispatched"] == 10
+        # (moto may split the 20 over more than two receives: count, don't assume 10 + 10)
+        assert summary["handed_back"] > 0
+        assert summary["dispatched"] + summary["handed_back"] == 20
         # ... and a second poller gets the handed-back messages long before VISIBILITY
         stack.start_poller(SQS_WAIT_TIME_SECONDS="1")
         stack.wait_until(
