@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 pytestmark = pytest.mark.e2e
@@ -68,3 +70,33 @@ def test_without_the_sandbox_extra_the_demo_exits_2_with_one_line() -> None:
     [line] = done.stderr.splitlines()
     assert "pip install 'bwp-worker[sandbox]'" in line
     assert done.stdout == ""
+
+
+def test_keep_running_leaves_flower_up_until_ctrl_c() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env["PYTHONIOENCODING"] = "utf-8"
+    args = [sys.executable, "-m", "worker", "demo", "--orders", "4", "--keep-running"]
+    with subprocess.Popen(
+        args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        try:
+            # When the story has ended right and everything stays up
+            lines: list[str] = []
+            while not lines or not lines[-1].startswith("Ctrl-C stops everything"):
+                line = proc.stdout.readline()
+                assert line, "the demo ended early:\n" + "".join(lines)
+                lines.append(line)
+            text = "".join(lines)
+            assert "Everything stays up (Flower sees w1@" in text
+            # Then Flower answers and lists the worker
+            [flower] = re.findall(r"Flower\s+(http://127\.0\.0\.1:\d+)", text)
+            workers = httpx.get(f"{flower}/api/workers", timeout=10).json()
+            assert any(name.startswith("w1@") for name in workers)
+            assert "export SQS_QUEUE_URL=" in text
+        finally:
+            # And Ctrl-C stops everything cleanly
+            proc.send_signal(signal.SIGINT)
+            rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, rest
+    assert "Stopped everything" in rest
