@@ -76,6 +76,7 @@ class _Batch:
     delete: list[MessageTypeDef] = field(default_factory=list)
     park: list[tuple[MessageTypeDef, Parcel]] = field(default_factory=list)
     claims: list[tuple[MessageTypeDef, ClaimRequest, str]] = field(default_factory=list)
+    release: list[MessageTypeDef] = field(default_factory=list)
 
 
 class Poller:
@@ -218,8 +219,14 @@ class Poller:
             self._claim_and_dispatch(batch)
         except LedgerUnavailable as exc:
             self._outage("redis", str(exc))
+            settled = {id(m) for m in batch.delete} | {id(m) for m, _ in batch.park}
+            batch.release = [m for m, _, _ in batch.claims if id(m) not in settled]
         parked = self._park(batch.park)
         self._delete(batch.delete + parked)
+        # Not handed off because Redis or the broker failed: visible again at once, so
+        # whichever poller sees its dependencies first takes them (intake is paused here).
+        self.release(batch.release)
+        self.totals.handed_back += len(batch.release)
         self.totals.left_in_queue += len(messages) - len(batch.delete) - len(parked)
 
     def _sort(self, message: MessageTypeDef, batch: _Batch) -> None:
@@ -310,8 +317,9 @@ class Poller:
         sent = [(m, e) for (m, e), ok in zip(fresh, confirmed, strict=True) if ok]
         failed = [e.dedup_key for (_, e), ok in zip(fresh, confirmed, strict=True) if not ok]
         if failed:
-            self._ledger.release_claims(failed)
+            batch.release.extend(m for (m, _), ok in zip(fresh, confirmed, strict=True) if not ok)
             self._outage("broker", f"{len(failed)} publishes not confirmed")
+            self._ledger.release_claims(failed)
         # Only a `queued` record lets the sweep recover a lost task: delete after it.
         self._ledger.mark_queued([event for _, event in sent])
         batch.delete.extend(message for message, _ in sent)

@@ -23,6 +23,7 @@ from tasks.events import build_event, to_body
 from tasks.keys import DeliveryRef, Keys
 from tasks.runtime import make_ledger
 from worker.poller import Poller, PollerConfig
+from worker.runner import dependency_probe, queue_depth_probe
 
 CLOSED_PORT_URL = "redis://127.0.0.1:1/0"
 
@@ -66,7 +67,9 @@ class Rig:
         return list(reply.get("Messages", []))
 
 
-def make_rig(sqs, queues, redis_url, key_prefix, *, broker_url=None, ledger_url=None, **cfg) -> Rig:  # type: ignore[no-untyped-def]
+def make_rig(
+    sqs, queues, redis_url, key_prefix, *, broker_url=None, ledger_url=None, probes=False, **cfg
+) -> Rig:  # type: ignore[no-untyped-def]
     queue_url, dlq_url = queues
     settings = Settings(
         redis_url=ledger_url or redis_url,
@@ -85,8 +88,17 @@ def make_rig(sqs, queues, redis_url, key_prefix, *, broker_url=None, ledger_url=
         Dispatcher(make_app(settings), settings.celery_queue),
         DeadLetters(sqs, dlq_url),
         PollerConfig(
-            queue_url=queue_url, wait_seconds=0, visibility_timeout=30, error_backoff=0, **cfg
+            **{
+                "queue_url": queue_url,
+                "wait_seconds": 0,
+                "visibility_timeout": 30,
+                "error_backoff": 0,
+                **cfg,
+            }
         ),
+        # the production probes (runner.py): Redis PING and the Celery queue's LLEN
+        queue_depth=queue_depth_probe(settings) if probes else None,
+        probe=dependency_probe(ledger_client, settings) if probes else None,
     )
     return Rig(poller, settings, queue_url, dlq_url, sqs, redis.Redis.from_url(redis_url))
 
@@ -232,7 +244,7 @@ def test_broker_down_leaves_the_message_in_sqs_and_releases_the_claim(
     rig.send(to_body(event))
     rig.poll()
     assert rig.poller.totals.dispatched == 0
-    assert rig.counts(rig.queue_url) == (0, 1)  # received, not deleted: it comes back
+    assert rig.counts(rig.queue_url) == (1, 0)  # handed back at once, for the next poll
     key = Keys(key_prefix).event(event["detail"]["idempotencyKey"])  # type: ignore[index]
     assert rig.redis.exists(key) == 0  # the claim was released: a redelivery is new again
 
@@ -246,6 +258,6 @@ def test_redis_down_leaves_messages_in_sqs_and_the_loop_alive(
     rig.poll(2)
     assert rig.poller.totals.polls == 2
     assert rig.poller.totals.dispatched == 0
-    # the delivery event stays in SQS; bad input is still parked without Redis
-    assert rig.counts(rig.queue_url) == (0, 1)
+    # the delivery event stays in SQS (handed back); bad input is still parked without Redis
+    assert rig.counts(rig.queue_url) == (1, 0)
     assert len(rig.dlq_messages()) == 1

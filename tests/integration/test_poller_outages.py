@@ -1,0 +1,192 @@
+"""The poller under pressure: backpressure from a deep Celery queue, a Redis outage that
+it waits out without touching messages, and Redis over TLS with verification on."""
+
+from __future__ import annotations
+
+import datetime
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from config.clients import make_redis
+from sandbox.redis_server import EmbeddedRedis
+from tasks.errors import LedgerUnavailable
+from tasks.events import to_body
+from tasks.keys import Keys
+from tasks.ledger import ClaimRequest, Ledger
+from tests.integration.test_poller import Rig, delivered, make_rig
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+class Running:
+    """The poller's loop on a thread, stopped at the end of the block."""
+
+    def __init__(self, rig: Rig) -> None:
+        self.rig, self.stop = rig, threading.Event()
+        self.thread = threading.Thread(target=rig.poller.run, args=(self.stop,), daemon=True)
+
+    def __enter__(self) -> Running:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+
+
+def test_a_deep_celery_queue_pauses_intake_until_it_drains(
+    sqs, queues, redis_url, key_prefix
+) -> None:  # type: ignore[no-untyped-def]
+    # Given a Celery queue deeper than the mark
+    rig = make_rig(sqs, queues, redis_url, key_prefix, probes=True, max_queue_depth=3)
+    backlog_key = f"{key_prefix}celery:{rig.settings.celery_queue}"
+    rig.redis.lpush(backlog_key, *[b"backlog"] * 5)
+    rig.send(to_body(delivered()))
+    with Running(rig):
+        # Then the poller does not receive while the queue is deep
+        wait_for(lambda: rig.poller.metrics.paused._value.get() >= 2)
+        assert rig.poller.totals.polls == 0
+        assert rig.counts(rig.queue_url) == (1, 0)
+        # When the workers drain it, intake resumes and the event is dispatched
+        rig.redis.delete(backlog_key)
+        wait_for(lambda: rig.poller.totals.dispatched == 1)
+    rig.redis.close()
+
+
+def test_a_redis_outage_pauses_intake_and_the_poller_recovers_by_itself(
+    sqs, queues, key_prefix
+) -> None:  # type: ignore[no-untyped-def]
+    with EmbeddedRedis() as server:
+        rig = make_rig(sqs, queues, server.url, key_prefix, probes=True)
+        server.stop()
+        for order in ("322-OUT-1", "322-OUT-2"):
+            rig.send(to_body(delivered(order=order)))
+        with Running(rig):
+            # While Redis is down: nothing dispatched, messages stay in SQS, the loop lives
+            wait_for(lambda: rig.poller.metrics.errors.labels("redis")._value.get() >= 1)
+            polls_during_outage = rig.poller.totals.polls
+            time.sleep(1.5)  # the outage lasts a while: the poller must not keep receiving
+            assert rig.poller.totals.polls == polls_during_outage
+            assert rig.poller.totals.dispatched == 0
+            # ... and what it had received was handed back at once
+            assert rig.counts(rig.queue_url) == (2, 0)
+            # When Redis is back, the poller resumes by itself
+            server.start()
+            wait_for(lambda: rig.poller.totals.dispatched == 2, timeout=30)
+            assert rig.counts(rig.queue_url) == (0, 0)
+        rig.redis.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _certificates(directory: Path, name: str) -> tuple[Path, Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path, cert_path
+
+
+@pytest.fixture
+def tls_redis() -> Iterator[tuple[int, Path, Path]]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("no system redis-server (with TLS) on this machine")
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        cert, key, ca = _certificates(directory, "server")
+        other_ca, _, _ = _certificates(directory, "stranger")
+        port = _free_port()
+        proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                "0",
+                "--tls-port",
+                str(port),
+                "--tls-cert-file",
+                str(cert),
+                "--tls-key-file",
+                str(key),
+                "--tls-ca-cert-file",
+                str(ca),
+                "--tls-auth-clients",
+                "no",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                tmp,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, timeout=10)
+            yield port, ca, other_ca
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def test_rediss_urls_work_and_verify_the_server(tls_redis: tuple[int, Path, Path]) -> None:
+    port, ca, other_ca = tls_redis
+    request = [ClaimRequest("evt-tls", "h")]
+    good = make_redis(f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={ca}")
+    ledger = Ledger(good, Keys("bwp-tls:"), claim_ttl=30, queued_ttl=60, done_ttl=60)
+    assert [c.value for c in ledger.claim(request)] == ["new"]
+    good.close()
+    # A server whose certificate the client cannot verify is refused
+    wrong = make_redis(f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={other_ca}")
+    with pytest.raises(LedgerUnavailable):
+        Ledger(wrong, Keys("bwp-tls:"), claim_ttl=30, queued_ttl=60, done_ttl=60).claim(request)
+    wrong.close()
