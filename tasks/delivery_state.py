@@ -16,16 +16,12 @@ import redis
 from tasks.errors import DeliveryBusy
 from tasks.guard import Pushed
 from tasks.keys import DeliveryRef, Keys
-from tasks.redis_guard import UNAVAILABLE, redis_outage
+from tasks.redis_guard import UNAVAILABLE, redis_outage, text
 
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class DeliveryStates:
@@ -78,7 +74,7 @@ class DeliveryStates:
             )
         refs = []
         for member in members:
-            parts = _text(member).split("/")
+            parts = text(member).split("/")
             if len(parts) == 3:  # ids cannot hold a slash (tasks.resources)
                 refs.append(DeliveryRef(*parts))
         return refs
@@ -96,7 +92,7 @@ class DeliveryStates:
             fingerprint, rank = self._r.hmget(self._keys.delivery(ref), "fp", "rank")
         if fingerprint is None or rank is None:
             return None
-        return Pushed(_text(fingerprint), int(rank))
+        return Pushed(text(fingerprint), int(rank))
 
     def record_push(self, ref: DeliveryRef, pushed: Pushed, state: str, *, terminal: bool) -> None:
         """Remember the pushed snapshot; track non-terminal deliveries for reconciliation."""

@@ -16,7 +16,7 @@ from typing import Any
 import redis
 
 from tasks.keys import DeliveryRef, Keys
-from tasks.redis_guard import guarded
+from tasks.redis_guard import guarded, text
 
 
 class Claim(StrEnum):
@@ -83,10 +83,6 @@ return n
 class QueuedEvent:
     dedup_key: str
     body: str
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class Ledger:
@@ -195,7 +191,7 @@ class Ledger:
             raw: list[bytes] = self._r.zrangebyscore(  # type: ignore[assignment]
                 self._keys.queued_index, "-inf", cutoff, 0, limit
             )
-            members = [_text(m) for m in raw]
+            members = [text(m) for m in raw]
             if not members:
                 return []
             with self._r.pipeline(transaction=False) as pipe:
@@ -205,7 +201,7 @@ class Ledger:
             found, gone = [], []
             for member, (state, body) in zip(members, records, strict=True):
                 if state == b"queued" and body is not None:
-                    found.append(QueuedEvent(member, _text(body)))
+                    found.append(QueuedEvent(member, text(body)))
                 else:
                     gone.append(member)
             if gone:

@@ -14,18 +14,10 @@ import httpx
 
 from tasks.errors import OmsUnavailable, PermanentOmsError
 from tasks.oms_payload import encode, signature
-from tasks.retrying import call_with_retries
+from tasks.retrying import call_with_retries, retry_after_header
 
 _RETRY_STATUSES = frozenset({408, 425, 429})
 _EXCERPT = 200
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
 
 
 class OmsClient:
@@ -71,6 +63,8 @@ class OmsClient:
         if 200 <= status < 300 or status == 409:
             return status
         if status in _RETRY_STATUSES or status >= 500:
-            raise OmsUnavailable(f"OMS answered HTTP {status}", retry_after=_retry_after(response))
+            raise OmsUnavailable(
+                f"OMS answered HTTP {status}", retry_after=retry_after_header(response)
+            )
         excerpt = " ".join(response.text[:_EXCERPT].split())
         raise PermanentOmsError(f"OMS answered HTTP {status}: {excerpt}")

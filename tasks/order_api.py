@@ -16,7 +16,7 @@ import httpx
 
 from tasks.errors import ApiUnavailable, OrderNotVisibleYet, PermanentApiError
 from tasks.order_queries import order_request
-from tasks.retrying import call_with_retries
+from tasks.retrying import call_with_retries, retry_after_header
 
 _RETRYABLE_TYPES: Final = frozenset({"ThrottlingError", "InternalServerError", "ConflictError"})
 _PERMANENT_TYPES: Final = frozenset({"ValidationError", "AccessDeniedError"})
@@ -30,14 +30,6 @@ class Tokens(Protocol):
 
 class _Unauthorized(Exception):
     pass
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
 
 
 def _error_types(payload: dict[str, Any]) -> list[str]:
@@ -67,7 +59,7 @@ def classify(response: httpx.Response) -> dict[str, Any]:
         raise _Unauthorized
     if status == 429 or status >= 500:
         raise ApiUnavailable(
-            f"order API answered HTTP {status}", retry_after=_retry_after(response)
+            f"order API answered HTTP {status}", retry_after=retry_after_header(response)
         )
     try:
         payload = response.json()
@@ -98,7 +90,7 @@ def _raise_for(status: int, types: list[str], response: httpx.Response) -> None:
     if status >= 400 and not types:
         raise PermanentApiError(f"order API answered HTTP {status}")
     raise ApiUnavailable(
-        f"order API error: HTTP {status}, {described}", retry_after=_retry_after(response)
+        f"order API error: HTTP {status}, {described}", retry_after=retry_after_header(response)
     )
 
 

@@ -32,3 +32,8 @@ def guarded(call: Callable[[], T]) -> T:
     """``call()``, with an outage raised as LedgerUnavailable."""
     with redis_outage():
         return call()
+
+
+def text(value: bytes | str) -> str:
+    """A Redis reply as text (clients here are built without decode_responses)."""
+    return value.decode() if isinstance(value, bytes) else value

@@ -7,6 +7,7 @@ import random
 from collections.abc import Callable
 from typing import TypeVar
 
+import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from tasks.errors import ApiUnavailable, OmsUnavailable, RetryableError
@@ -15,6 +16,15 @@ T = TypeVar("T")
 
 #: error types worth a quick second attempt inside the same call
 TRANSIENT = (ApiUnavailable, OmsUnavailable)
+
+
+def retry_after_header(response: httpx.Response) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds form), None when absent or odd."""
+    value = response.headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
 
 
 def backoff_seconds(
