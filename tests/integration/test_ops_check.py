@@ -1,0 +1,195 @@
+"""``bwp-worker check`` against real services: moto's SQS server, real Redis, and the
+sandbox Buy with Prime API and OMS over HTTP. The command runs as a real process with
+its environment set, the way an operator (or ECS) runs it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from config.settings import Settings
+from sandbox.oms import SandboxOms
+from sandbox.sqs import SqsServer
+from tests.integration.test_ops_support import Sandbox, bwp_worker, closed_port, serve_sandbox
+from worker.ops_check import Probes, run_checks
+
+OMS_TOKEN = "check-oms-token"
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    with serve_sandbox(SandboxOms(auth_token=OMS_TOKEN)) as running:
+        yield running
+
+
+@pytest.fixture
+def env(
+    sandbox: Sandbox,
+    sqs_server: SqsServer,
+    queues: tuple[str, str],
+    redis_url: str,
+    key_prefix: str,
+) -> dict[str, str]:
+    queue_url, dlq_url = queues
+    return {
+        **sandbox.env(),
+        "SQS_QUEUE_URL": queue_url,
+        "SQS_DLQ_URL": dlq_url,
+        "AWS_ENDPOINT_URL": sqs_server.url,
+        "AWS_REGION": "us-east-1",
+        "REDIS_URL": redis_url,
+        "REDIS_KEY_PREFIX": key_prefix,
+        "CELERY_QUEUE": f"{key_prefix}q",
+        "METRICS_PORT": "0",
+    }
+
+
+def check_json(env: dict[str, str], *args: str) -> tuple[int, dict[str, Any]]:
+    done = bwp_worker("check", "--json", "--timeout", "2", *args, env=env)
+    return done.returncode, json.loads(done.stdout)
+
+
+def statuses(document: dict[str, Any]) -> dict[str, str]:
+    return {c["name"]: c["status"] for c in document["checks"]}
+
+
+def test_every_line_is_green_against_the_sandbox(env: dict[str, str]) -> None:
+    # Given every dependency up and configured
+    # When an operator runs the check
+    done = bwp_worker("check", env=env)
+    # Then one green line per dependency, and exit 0
+    lines = done.stdout.splitlines()
+    names = ["configuration", "sqs-queue", "dlq", "redis", "broker", "bwp-token", "oms"]
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [line.split()[:2] for line in lines[:-1]] == [["ok", name] for name in names]
+    assert lines[-1] == "all green"
+
+
+def test_json_output_lists_every_check(env: dict[str, str]) -> None:
+    code, document = check_json(env)
+    assert code == 0
+    assert document["ok"] is True
+    assert set(statuses(document).values()) == {"ok"}
+    assert "credentials accepted" in next(
+        c["detail"] for c in document["checks"] if c["name"] == "bwp-token"
+    )
+
+
+@pytest.mark.parametrize(
+    ("broken", "override"),
+    [
+        ("sqs-queue", lambda env: {"SQS_QUEUE_URL": env["SQS_QUEUE_URL"] + "-gone"}),
+        ("dlq", lambda env: {"SQS_DLQ_URL": env["SQS_DLQ_URL"] + "-gone"}),
+        (
+            "redis",
+            lambda env: {
+                "REDIS_URL": f"redis://127.0.0.1:{closed_port()}/0",
+                "CELERY_BROKER_URL": env["REDIS_URL"],
+            },
+        ),
+        ("broker", lambda env: {"CELERY_BROKER_URL": f"redis://127.0.0.1:{closed_port()}/0"}),
+        ("bwp-token", lambda env: {"BWP_CLIENT_SECRET": "not-the-secret"}),
+        ("oms", lambda env: {"OMS_URL": f"http://127.0.0.1:{closed_port()}/deliveries"}),
+    ],
+)
+def test_a_missing_dependency_turns_its_own_line_red(
+    env: dict[str, str], broken: str, override: Any
+) -> None:
+    # Given one dependency missing or refusing
+    env = {**env, **override(env)}
+    # When the check runs
+    code, document = check_json(env)
+    # Then exactly that line is red and the exit code says so
+    assert code == 1
+    assert document["ok"] is False
+    assert {name for name, status in statuses(document).items() if status != "ok"} == {broken}
+
+
+def test_red_line_in_human_output_names_the_failure(env: dict[str, str]) -> None:
+    done = bwp_worker("check", env={**env, "BWP_CLIENT_SECRET": "not-the-secret"})
+    assert done.returncode == 1
+    [line] = [line for line in done.stdout.splitlines() if " bwp-token " in line]
+    assert line.split()[0] == "FAIL"
+    assert "HTTP 401 invalid_client" in line
+    assert done.stdout.splitlines()[-1] == "1 red"
+
+
+def test_secrets_and_tokens_are_never_printed(env: dict[str, str], sandbox: Sandbox) -> None:
+    # Given the real credentials, then wrong ones and a broker URL carrying a password
+    issued_before = sandbox.api.stats()["token_requests"]
+    wrong = {
+        "BWP_CLIENT_SECRET": "wrong-secret-value",
+        "CELERY_BROKER_URL": f"redis://:hunter2-broker@127.0.0.1:{closed_port()}/0",
+    }
+    for extra in ({}, wrong):
+        # When the check runs, in both output formats
+        for fmt in ([], ["--json"]):
+            done = bwp_worker("check", *fmt, env={**env, **extra})
+            # Then no secret, password or token appears anywhere in its output
+            output = done.stdout + done.stderr
+            for secret in (sandbox.api.client_secret, OMS_TOKEN, *wrong.values()):
+                assert secret not in output
+            assert "hunter2-broker" not in output
+            assert "access_token" not in output
+    # and the token endpoint was asked exactly once per run
+    assert sandbox.api.stats()["token_requests"] == issued_before + 4
+
+
+def test_oms_check_applies_nothing(env: dict[str, str], sandbox: Sandbox) -> None:
+    before = len(sandbox.oms.attempts)
+    code, _ = check_json(env)
+    assert code == 0
+    assert len(sandbox.oms.attempts) == before  # OPTIONS never reaches the delivery handler
+
+
+def test_unset_dlq_is_a_warning_not_a_failure(env: dict[str, str]) -> None:
+    code, document = check_json({**env, "SQS_DLQ_URL": ""})
+    assert code == 0
+    assert statuses(document)["dlq"] == "warn"
+    assert document["ok"] is True
+
+
+def test_missing_variables_are_named_per_process(env: dict[str, str]) -> None:
+    # Given a poller's environment: no API credentials, no OMS
+    env = {**env, "BWP_CLIENT_ID": "", "BWP_CLIENT_SECRET": "", "OMS_URL": ""}
+    # When the whole check runs, configuration names what the worker lacks
+    code, document = check_json(env)
+    [configuration] = [c for c in document["checks"] if c["name"] == "configuration"]
+    assert code == 1
+    assert configuration["detail"] == (
+        "poll: ready; worker: missing BWP_CLIENT_ID, BWP_CLIENT_SECRET, OMS_URL"
+    )
+    # and the poller's own check is green
+    code, document = check_json(env, "--for", "poll")
+    assert code == 0
+    assert list(statuses(document)) == ["configuration", "sqs-queue", "dlq", "redis", "broker"]
+
+
+def test_invalid_configuration_exits_2_with_one_line(env: dict[str, str]) -> None:
+    done = bwp_worker("check", env={**env, "METRICS_PORT": "99999"})
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.strip().splitlines() == [
+        "bwp-worker: configuration error: METRICS_PORT: Input should be less than or equal to 65535"
+    ]
+
+
+def test_run_checks_is_a_plain_function(env: dict[str, str], key_prefix: str) -> None:
+    # Given settings built in-process (no environment), pointing at the same services
+    settings = Settings(**{k.lower(): v for k, v in env.items()})  # type: ignore[arg-type]
+    probes = Probes.build(settings, timeout=2.0)
+    try:
+        results = run_checks(probes, "worker")
+    finally:
+        probes.close()
+    assert [(r.name, r.status) for r in results] == [
+        ("configuration", "ok"),
+        ("dlq", "ok"),
+        ("redis", "ok"),
+        ("broker", "ok"),
+        ("bwp-token", "ok"),
+        ("oms", "ok"),
+    ]
