@@ -7,11 +7,25 @@ knobs, each with a safe default. Nothing here talks to the network.
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ApiVersion = Literal["2024-01-01", "2024-04-01", "2024-11-01"]
+
+#: what each process refuses to start without
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "poll": ("sqs_queue_url",),
+    "worker": ("bwp_client_id", "bwp_client_secret", "oms_url"),
+}
+
+
+def is_unset(value: object) -> bool:
+    """None, an empty string, or an empty secret."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    return value is None or (isinstance(value, str) and not value.strip())
 
 
 class SettingsError(Exception):
@@ -94,13 +108,22 @@ class Settings(BaseSettings):
     def require(self, *names: str) -> None:
         """Raise SettingsError naming the first of ``names`` that is unset."""
         for name in names:
-            if getattr(self, name) in (None, ""):
+            if is_unset(getattr(self, name)):
                 raise SettingsError(f"{name.upper()} is required but not set")
+
+    def require_for(self, process: str) -> None:
+        """Raise SettingsError unless everything ``process`` (poll, worker) needs is set."""
+        self.require(*REQUIRED[process])
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for redaction in logs and errors."""
         values = (self.bwp_client_secret, self.oms_signing_secret, self.oms_auth_token)
-        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        for url in (self.redis_url, self.broker_url):
+            password = urlsplit(url).password
+            if password:
+                found.append(unquote(password))
+        return found
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -23,6 +23,16 @@ def broker_prefix(settings: Settings) -> str:
     return f"{settings.redis_key_prefix}celery:"
 
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def celery_queue_key(settings: Settings) -> str | None:
+    """The Redis list holding the Celery queue, or None when the broker is not Redis."""
+    if not settings.broker_url.startswith(REDIS_SCHEMES):
+        return None
+    return broker_prefix(settings) + settings.celery_queue
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings for the worker's guarantees (design.md section 6)."""
     return {

@@ -49,7 +49,7 @@ class Runtime:
 
 def build_runtime(settings: Settings) -> Runtime:
     """Wire the task side. Raises SettingsError when a variable the tasks need is unset."""
-    settings.require("bwp_client_id", "bwp_client_secret", "oms_url")
+    settings.require_for("worker")
     assert settings.bwp_client_id and settings.bwp_client_secret and settings.oms_url
     keys = Keys(settings.redis_key_prefix)
     client = make_redis(settings.redis_url)

@@ -97,7 +97,7 @@ _register()
 def main() -> None:
     """Entry point: one-line errors on bad configuration, exit code 2."""
     try:
-        cli.main(standalone_mode=False)
+        code = cli.main(standalone_mode=False)  # ctx.exit(n) comes back as n here
     except SettingsError as exc:
         click.echo(f"bwp-worker: configuration error: {exc}", err=True)
         sys.exit(2)
@@ -106,3 +106,4 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -17,12 +17,13 @@ import click
 from config.clients import make_sqs
 from config.logging import configure_logging
 from config.settings import Settings, load_settings
+from tasks.celery_app import celery_queue_key
 from tasks.errors import BwpError
 from tasks.runtime import build_runtime
 from worker.ops_check import CHECKS_FOR, CheckResult, Probes, Role, run_checks
 from worker.ops_clients import probe_redis, probe_sqs, redact, redactor
 from worker.ops_replay import REPLAYABLE_KINDS, ReplayReport, replay_dead_letters
-from worker.ops_stats import Reading, StatsSources, celery_queue_key, collect_stats
+from worker.ops_stats import Reading, StatsSources, collect_stats
 from worker.ops_sync import resync_order
 
 _TIMEOUT = click.option(

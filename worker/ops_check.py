@@ -25,10 +25,9 @@ import httpx
 import kombu.exceptions
 import redis
 from celery import Celery
-from pydantic import SecretStr
 
 from config.logging import Redactor
-from config.settings import Settings
+from config.settings import REQUIRED, Settings, is_unset
 from tasks.celery_app import make_app
 from worker.ops_clients import (
     probe_http,
@@ -46,12 +45,6 @@ if TYPE_CHECKING:
 Status = Literal["ok", "warn", "fail"]
 Role = Literal["all", "poll", "worker"]
 
-#: what each process refuses to start without (worker.runner.build_poller,
-#: tasks.runtime.build_runtime)
-REQUIRED: Final[dict[str, tuple[str, ...]]] = {
-    "poll": ("sqs_queue_url",),
-    "worker": ("bwp_client_id", "bwp_client_secret", "oms_url"),
-}
 #: the checks that matter to each process, in the order they are printed
 CHECKS_FOR: Final[dict[Role, tuple[str, ...]]] = {
     "all": ("configuration", "sqs-queue", "dlq", "redis", "broker", "bwp-token", "oms"),
@@ -121,17 +114,10 @@ def check_configuration(probes: Probes, role: Role) -> CheckResult:
     roles = ("poll", "worker") if role == "all" else (role,)
     parts, missing_any = [], False
     for process in roles:
-        missing = [n.upper() for n in REQUIRED[process] if _unset(getattr(probes.settings, n))]
+        missing = [n.upper() for n in REQUIRED[process] if is_unset(getattr(probes.settings, n))]
         missing_any = missing_any or bool(missing)
         parts.append(f"{process}: missing {', '.join(missing)}" if missing else f"{process}: ready")
     return CheckResult("configuration", "fail" if missing_any else "ok", "; ".join(parts))
-
-
-def _unset(value: object) -> bool:
-    # An empty secret variable is a SecretStr(""), which Settings.require lets through.
-    if isinstance(value, SecretStr):
-        value = value.get_secret_value()
-    return value in (None, "")
 
 
 def _queue(probes: Probes, name: str, url: str | None, variable: str) -> CheckResult:

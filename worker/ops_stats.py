@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import botocore.exceptions
 import redis
 
 from config.settings import Settings
-from tasks.celery_app import broker_prefix
+from tasks.celery_app import celery_queue_key
 from tasks.keys import Keys
 from worker.ops_clients import queue_name
 
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.literals import QueueAttributeFilterType
 
 #: the broker URL schemes whose Celery queue is a Redis list (as worker.runner reads it)
-REDIS_SCHEMES: Final = ("redis://", "rediss://", "unix://")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,13 +43,6 @@ class StatsSources:
     sqs: SQSClient
     ledger: redis.Redis
     broker: redis.Redis | None
-
-
-def celery_queue_key(settings: Settings) -> str | None:
-    """The Redis list holding the Celery queue, or None when the broker is not Redis."""
-    if not settings.broker_url.startswith(REDIS_SCHEMES):
-        return None
-    return broker_prefix(settings) + settings.celery_queue
 
 
 def collect_stats(sources: StatsSources) -> list[Reading]:

@@ -6,14 +6,13 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
 
 import redis
 import structlog
 
 from config.clients import make_redis, make_sqs
 from config.settings import Settings
-from tasks.celery_app import broker_prefix, make_app
+from tasks.celery_app import celery_queue_key, make_app
 from tasks.dispatch import Dispatcher
 from tasks.dlq import DeadLetters
 from tasks.runtime import make_ledger
@@ -23,12 +22,12 @@ from worker.poller import Poller, PollerConfig, Totals
 log = structlog.get_logger("bwp.poller")
 
 
-def queue_depth_probe(settings: Settings) -> Any:
+def queue_depth_probe(settings: Settings) -> Callable[[], int] | None:
     """LLEN of the Celery queue list when the broker is Redis, else None."""
-    if not settings.broker_url.startswith(("redis://", "rediss://", "unix://")):
+    key = celery_queue_key(settings)
+    if key is None:
         return None
     client = make_redis(settings.broker_url)
-    key = broker_prefix(settings) + settings.celery_queue
 
     def depth() -> int:
         return int(client.llen(key))
@@ -52,7 +51,7 @@ def dependency_probe(ledger: redis.Redis, settings: Settings) -> Callable[[], bo
 
 def build_poller(settings: Settings) -> tuple[Poller, redis.Redis]:
     """A Poller wired to the configured SQS, Redis and broker."""
-    settings.require("sqs_queue_url")
+    settings.require_for("poll")
     assert settings.sqs_queue_url is not None
     sqs = make_sqs(settings)
     client = make_redis(settings.redis_url)
