@@ -219,11 +219,7 @@ def test_oms_failures_are_retried_with_the_same_idempotency_key(side: Side) -> N
         sync_event(side.event("PACKAGE_DELIVERY_IN_TRANSIT", order_id), side.runtime.deps)
         is Outcome.PUSHED
     )
-    keys = [
-        a.headers.get("idempotency-key")
-        for a in side.oms.attempts
-        if order_id in a.body
-    ]
+    keys = [a.headers.get("idempotency-key") for a in side.oms.attempts if order_id in a.body]
     assert len(keys) == 3 and len(set(keys)) == 1
 
 
