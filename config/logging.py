@@ -29,14 +29,16 @@ class Redactor:
         return {key: self._scrub(value) for key, value in event_dict.items()}
 
     def _scrub(self, value: Any) -> Any:
-        if not isinstance(value, str):
-            value = value if isinstance(value, int | float | bool | type(None)) else str(value)
-            if not isinstance(value, str):
-                return value
+        if isinstance(value, int | float | bool | type(None)):
+            return value
+        return self.scrub_text(value if isinstance(value, str) else str(value))
+
+    def scrub_text(self, text: str) -> str:
+        """``text`` with every known secret replaced (DLQ reasons, command output)."""
         for secret in self._secrets:
-            if secret in value:
-                value = value.replace(secret, _REDACTED)
-        return value
+            if secret in text:
+                text = text.replace(secret, _REDACTED)
+        return text
 
 
 def configure_logging(level: str = "INFO", fmt: str = "json", secrets: Iterable[str] = ()) -> None:

@@ -55,6 +55,29 @@ TWINS: Final[dict[DeliveryState, tuple[str, ...]]] = {
 }
 
 
+#: other Buy with Prime detail-types (buy-with-prime-api.md section 2): acknowledged, and
+#: named in metrics; any other name is counted as "other" (bounded label cardinality)
+OTHER_KNOWN_EVENTS: Final[frozenset[str]] = frozenset(
+    {
+        "PACKAGE_TRACKER_MILESTONE_CHANGED",
+        "ORDER_CONFIRMED",
+        "REFUND_REQUESTED",
+        "REFUND_COMPLETED",
+        "RETURN_STARTED",
+        "RETURN_ITEM_GRADED",
+        "RETURN_COMPLETED",
+        "BUYABILITY_CHANGED",
+        "INVENTORY_CHANGED",
+    }
+)
+
+
+def metric_label(detail_type: str) -> str:
+    """``detail_type`` when it is a known Buy with Prime type, else "other"."""
+    known = detail_type in DELIVERY_EVENTS or detail_type in OTHER_KNOWN_EVENTS
+    return detail_type if known else "other"
+
+
 def rank(state: DeliveryState) -> int:
     """Position of ``state`` in the never-backwards order."""
     return STATE_RANK[state]

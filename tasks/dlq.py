@@ -6,7 +6,7 @@ The original body is kept unchanged; ``bwp-error-kind``, ``bwp-error`` and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -14,9 +14,11 @@ import botocore.exceptions
 import structlog
 
 from tasks.errors import DeadLetterUnavailable
+from tasks.sqs_batches import send_batches
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
 KINDS: Final = frozenset(
     {
@@ -44,10 +46,10 @@ def one_line(text: str, limit: int = _MAX_REASON) -> str:
     return " ".join(text.split())[:limit] or "-"
 
 
-def _attributes(parcel: Parcel) -> dict[str, Any]:
+def _attributes(parcel: Parcel, redact: Callable[[str], str]) -> dict[str, Any]:
     attrs = {
         "bwp-error-kind": {"DataType": "String", "StringValue": parcel.kind},
-        "bwp-error": {"DataType": "String", "StringValue": one_line(parcel.reason)},
+        "bwp-error": {"DataType": "String", "StringValue": one_line(redact(parcel.reason))},
     }
     if parcel.event_id:
         attrs["bwp-event-id"] = {"DataType": "String", "StringValue": parcel.event_id}
@@ -55,8 +57,12 @@ def _attributes(parcel: Parcel) -> dict[str, Any]:
 
 
 class DeadLetters:
-    def __init__(self, sqs: SQSClient, dlq_url: str | None) -> None:
-        self._sqs, self._url = sqs, dlq_url
+    """Parks messages; reasons pass through ``redact`` (the configured secrets) first."""
+
+    def __init__(
+        self, sqs: SQSClient, dlq_url: str | None, redact: Callable[[str], str] = lambda s: s
+    ) -> None:
+        self._sqs, self._url, self._redact = sqs, dlq_url, redact
 
     @property
     def configured(self) -> bool:
@@ -73,14 +79,17 @@ class DeadLetters:
         if self._url is None:
             return [False] * len(parcels)
         parked = [False] * len(parcels)
-        for start in range(0, len(parcels), 10):
-            chunk = parcels[start : start + 10]
-            entries = [
-                {"Id": str(start + i), "MessageBody": p.body, "MessageAttributes": _attributes(p)}
-                for i, p in enumerate(chunk)
-            ]
+        entries: list[SendMessageBatchRequestEntryTypeDef] = [
+            {
+                "Id": str(i),
+                "MessageBody": p.body,
+                "MessageAttributes": _attributes(p, self._redact),
+            }
+            for i, p in enumerate(parcels)
+        ]
+        for batch in send_batches(entries):
             try:
-                reply = self._sqs.send_message_batch(QueueUrl=self._url, Entries=entries)  # type: ignore[arg-type]
+                reply = self._sqs.send_message_batch(QueueUrl=self._url, Entries=batch)
             except botocore.exceptions.BotoCoreError as exc:
                 log.error("dlq_unreachable", error=type(exc).__name__)
                 continue

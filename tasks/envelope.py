@@ -20,6 +20,7 @@ from tasks.resources import find_pair, is_valid_id, parse_resource
 #: EventBridge's event size limit; a larger SQS body cannot be a genuine event.
 MAX_BODY_BYTES: Final = 256 * 1024
 _REQUIRED: Final = ("id", "detail-type", "time", "resources")
+MAX_DETAIL_TYPE: Final = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +55,22 @@ def _load(body: str | bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise MalformedEvent(f"body is not UTF-8 (byte {exc.start})") from exc
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
     except (ValueError, RecursionError) as exc:  # ValueError: JSONDecodeError, huge ints
         raise MalformedEvent(f"body is not JSON: {type(exc).__name__}") from exc
+
+
+def _refuse_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON (RFC 8259); Python's parser accepts them by default.
+    raise ValueError(f"{name} is not JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # A repeated key would let "last one wins" turn one event into another.
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        raise ValueError("an object repeats a key")
+    return doc
 
 
 def _text_field(doc: dict[str, Any], name: str) -> str:
@@ -107,6 +121,10 @@ def parse_envelope(body: str | bytes) -> Envelope:
     if not is_valid_id(event_id):
         raise MalformedEvent("envelope id has characters outside the id alphabet")
     detail_type = _text_field(doc, "detail-type")
+    if len(detail_type) > MAX_DETAIL_TYPE or not detail_type.isprintable():
+        raise MalformedEvent(
+            f"envelope field 'detail-type' is over {MAX_DETAIL_TYPE} characters or not printable"
+        )
     time = _text_field(doc, "time")
     _check_time(time)
     resources = doc["resources"]

@@ -66,5 +66,12 @@ class OmsClient:
             raise OmsUnavailable(
                 f"OMS answered HTTP {status}", retry_after=retry_after_header(response)
             )
-        excerpt = " ".join(response.text[:_EXCERPT].split())
-        raise PermanentOmsError(f"OMS answered HTTP {status}: {excerpt}")
+        raise PermanentOmsError(f"OMS answered HTTP {status}: {self._excerpt(response.text)}")
+
+    def _excerpt(self, text: str) -> str:
+        """A one-line start of a refusal body, with our own secrets cut out (an OMS may
+        echo the request's headers; the excerpt travels on to the DLQ)."""
+        for secret in (self._token, self._secret):
+            if secret:
+                text = text.replace(secret, "[redacted]")
+        return " ".join(text[:_EXCERPT].split())

@@ -8,6 +8,7 @@ import httpx
 import redis
 
 from config.clients import make_http, make_redis, make_sqs
+from config.logging import Redactor
 from config.settings import Settings
 from tasks.delivery_state import DeliveryStates
 from tasks.dlq import DeadLetters
@@ -98,5 +99,7 @@ def build_runtime(settings: Settings) -> Runtime:
         attempts=settings.http_max_attempts,
     )
     deps = SyncDeps(ledger, deliveries, api, oms, settings.bwp_api_version)
-    dead_letters = DeadLetters(make_sqs(settings), settings.sqs_dlq_url)
+    dead_letters = DeadLetters(
+        make_sqs(settings), settings.sqs_dlq_url, Redactor(settings.secrets()).scrub_text
+    )
     return Runtime(settings, client, http, ledger, tokens, api, oms, deps, dead_letters)

@@ -15,13 +15,14 @@ seen) or when ``limit`` messages were moved.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 import structlog
 
 from tasks.dlq import KINDS
+from tasks.sqs_batches import send_batches
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -39,8 +40,6 @@ REDRIVEN: Final = "redriven"
 REPLAYABLE_KINDS: Final = frozenset({*KINDS, REDRIVEN})
 _LABEL_PREFIX: Final = "bwp-"
 _BATCH: Final = 10
-#: SendMessageBatch refuses batches whose bodies and attributes exceed 256 KiB in total
-_BATCH_BYTES: Final = 256 * 1024
 log = structlog.get_logger("bwp.replay")
 
 
@@ -170,7 +169,7 @@ def _move(
             entry["MessageAttributes"] = attributes
         entries.append(entry)
     sent: list[str] = []
-    for batch in _batches(entries):
+    for batch in send_batches(entries):
         reply = sqs.send_message_batch(QueueUrl=queue_url, Entries=batch)
         sent += [ok["Id"] for ok in reply.get("Successful", [])]
         for failure in reply.get("Failed", []):
@@ -205,32 +204,6 @@ def forwarded_attributes(message: MessageTypeDef) -> dict[str, MessageAttributeV
             copy["BinaryValue"] = value["BinaryValue"]
         kept[name] = copy
     return kept
-
-
-def _size(entry: SendMessageBatchRequestEntryTypeDef) -> int:
-    size = len(entry["MessageBody"].encode())
-    for name, value in entry.get("MessageAttributes", {}).items():
-        size += len(name) + len(value["DataType"]) + len(value.get("StringValue", "").encode())
-        binary = value.get("BinaryValue", b"")
-        size += len(binary) if isinstance(binary, bytes | bytearray) else 0
-    return size
-
-
-def _batches(
-    entries: Sequence[SendMessageBatchRequestEntryTypeDef],
-) -> Iterator[list[SendMessageBatchRequestEntryTypeDef]]:
-    """Batches of at most ten entries and 256 KiB."""
-    batch: list[SendMessageBatchRequestEntryTypeDef] = []
-    total = 0
-    for entry in entries:
-        size = _size(entry)
-        if batch and (len(batch) == _BATCH or total + size > _BATCH_BYTES):
-            yield batch
-            batch, total = [], 0
-        batch.append(entry)
-        total += size
-    if batch:
-        yield batch
 
 
 def _release(sqs: SQSClient, dlq_url: str, receipts: Sequence[str]) -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import botocore.exceptions
 import structlog
 
-from tasks.catalog import rank
+from tasks.catalog import metric_label, rank
 from tasks.dispatch import Dispatcher
 from tasks.dlq import DeadLetters, Parcel
 from tasks.envelope import DeliveryEvent, Envelope, parse_delivery_event
@@ -250,7 +250,7 @@ class Poller:
 
     def _unsupported(self, message: MessageTypeDef, envelope: Envelope, batch: _Batch) -> None:
         self.totals.unsupported += 1
-        self.metrics.unsupported.labels(envelope.detail_type[:64]).inc()
+        self.metrics.unsupported.labels(metric_label(envelope.detail_type)).inc()
         if self._cfg.park_unsupported:
             reason = f"detail-type {envelope.detail_type[:64]!r} is not handled"
             batch.park.append(

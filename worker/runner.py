@@ -11,6 +11,7 @@ import redis
 import structlog
 
 from config.clients import make_redis, make_sqs
+from config.logging import Redactor
 from config.settings import Settings
 from tasks.celery_app import celery_queue_key, make_app
 from tasks.dispatch import Dispatcher
@@ -68,7 +69,7 @@ def build_poller(settings: Settings) -> tuple[Poller, redis.Redis]:
         sqs,
         make_ledger(client, settings),
         Dispatcher(make_app(settings), settings.celery_queue),
-        DeadLetters(sqs, settings.sqs_dlq_url),
+        DeadLetters(sqs, settings.sqs_dlq_url, Redactor(settings.secrets()).scrub_text),
         config,
         queue_depth=queue_depth_probe(settings),
         probe=dependency_probe(client, settings),
