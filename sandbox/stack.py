@@ -274,6 +274,12 @@ class LocalStack:
             return False
         return all(self.ledger_state(k) in ("done", None) for k in dedup_keys)
 
+    def unsettled(self, dedup_keys: Sequence[str]) -> str:
+        """Why ``settled`` is false: queue counts and events not yet done (diagnostics)."""
+        pending = {k: self.ledger_state(k) for k in dedup_keys}
+        open_keys = {k: s for k, s in pending.items() if s not in ("done", None)}
+        return f"queue (visible, in flight) {self.queue_counts()}; not done: {open_keys}"
+
     def wait_until(
         self, predicate: Callable[[], bool], timeout: float = 60.0, what: str = ""
     ) -> None:

@@ -81,6 +81,10 @@ def demo(orders: int, api_version: str, keep_running: bool, redis_url: str | Non
         subscriptions=tuple(DELIVERY_EVENTS),  # all nine: twins happen as they would
         key_prefix=f"bwp-demo-{uuid.uuid4().hex[:8]}:",
         log_dir=log_dir,
+        # moto's SQS rebuilds its message list without a lock on delete: under load a
+        # message can stay "in flight" after its delete. A short visibility timeout lets
+        # it come back (and be absorbed as a duplicate) well inside the settle timeout.
+        sqs_visibility_timeout=10,
     )
     stack = LocalStack(options)
     started = time.monotonic()

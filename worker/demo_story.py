@@ -27,7 +27,7 @@ Item = tuple[str, int, str]  # (line item id, quantity, delivery id)
 
 BUSINESS_PRODUCT: Final = "bp-demo"
 MALFORMED_BODY: Final = '{"detail-type": "PACKAGE_DELIVERED", this is not JSON'
-SETTLE_TIMEOUT: Final = 30.0
+SETTLE_TIMEOUT: Final = 45.0
 _CARRIERS: Final = ("UPS", "USPS", "FEDEX")
 
 
@@ -191,9 +191,14 @@ class Story:
         self.journal.sent["from the API's subscriptions"] += len(new)
         started = time.monotonic()
         keys = self.journal.dedup_keys()
-        self._stack.wait_until(
-            lambda: self._stack.settled(keys), timeout=SETTLE_TIMEOUT, what=f"{title!r} to settle"
-        )
+        try:
+            self._stack.wait_until(
+                lambda: self._stack.settled(keys),
+                timeout=SETTLE_TIMEOUT,
+                what=f"{title!r} to settle",
+            )
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n{self._stack.unsettled(keys)}") from None
         pushes = len(self._stack.oms.received)
         self._say(f"  … settled in {time.monotonic() - started:.1f} s; OMS pushes so far: {pushes}")
 
