@@ -1,0 +1,132 @@
+"""The running poller's /metrics move with the events it sees; /healthz follows its loop.
+``bwp-worker send-event`` puts a sample event on the queue as EventBridge would."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from sandbox.stack import LocalStack, StackOptions
+from tests.e2e.checks import pushes
+from worker.metrics import MetricsServer, PollerMetrics, heartbeat_fresh
+
+pytestmark = pytest.mark.e2e
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def scrape(port: int) -> dict[str, float]:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        match = re.fullmatch(r"([a-z_]+(?:\{[^}]*\})?) ([0-9.e+-]+)", line)
+        if match and not line.startswith("#"):
+            values[match.group(1)] = float(match.group(2))
+    return values
+
+
+def healthz(port: int) -> int:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code
+    except httpx.TransportError:
+        return 0  # not serving yet
+
+
+def test_counters_move_with_the_events_sent(redis_url: str) -> None:
+    port = free_port()
+    with LocalStack(StackOptions(redis_url=redis_url)) as stack:
+        stack.start_poller(METRICS_PORT=str(port))
+        stack.start_worker()
+        stack.wait_until(lambda: healthz(port) == 200, what="a healthy poller")
+        before = scrape(port)
+        # When: two twins, one redelivery, one malformed body, one unsupported type
+        stack.api.store.add_order("322-MET-1", "bp", [("li", 1, "d-1")])
+        stack.api.store.update_delivery("322-MET-1", "d-1", state="DELIVERED")
+        first = stack.send_event("PACKAGE_DELIVERED", "322-MET-1", "d-1")
+        stack.wait_until(lambda: len(pushes(stack, "322-MET-1")) == 1, what="first push")
+        stack.send_event("DELIVERY_COMPLETED", "322-MET-1", "d-1")
+        stack.send(json.dumps(first))
+        stack.send("{not json")
+        stack.send(
+            json.dumps({**first, "id": "evt-x", "detail-type": "ORDER_CONFIRMED", "detail": {}})
+        )
+        stack.wait_until(
+            lambda: (
+                scrape(port).get("bwp_messages_received_total", 0)
+                - before.get("bwp_messages_received_total", 0)
+                >= 5
+            ),
+            what="five receipts",
+        )
+        stack.wait_until(lambda: stack.queue_counts() == (0, 0), what="queue drained")
+        after = scrape(port)
+
+        def moved(name: str) -> float:
+            return after.get(name, 0.0) - before.get(name, 0.0)
+
+        assert moved("bwp_messages_received_total") == 5
+        assert moved("bwp_events_dispatched_total") == 1
+        assert moved("bwp_twins_absorbed_total") == 1
+        assert moved("bwp_duplicates_total") == 1
+        assert moved('bwp_messages_parked_total{kind="malformed"}') == 1
+        assert moved('bwp_unsupported_events_total{detail_type="ORDER_CONFIRMED"}') == 1
+        assert moved('bwp_sqs_requests_total{action="delete"}') >= 1
+        assert after["bwp_loop_heartbeat_timestamp"] > 0
+
+
+def test_healthz_fails_when_the_loop_has_not_polled_recently() -> None:
+    metrics = PollerMetrics()
+    server = MetricsServer(metrics, 0, lambda: heartbeat_fresh(metrics, max_age=60)).start()
+    try:
+        url = f"http://127.0.0.1:{server.port}/healthz"
+        assert httpx.get(url, timeout=5).status_code == 503  # never polled
+        metrics.beat(time.time())
+        assert httpx.get(url, timeout=5).status_code == 200
+        metrics.beat(time.time() - 120)
+        assert httpx.get(url, timeout=5).status_code == 503  # stale
+    finally:
+        server.stop()
+
+
+def test_send_event_puts_a_sample_event_that_the_worker_syncs(redis_url: str) -> None:
+    with LocalStack(StackOptions(redis_url=redis_url)) as stack:
+        stack.start_poller()
+        stack.start_worker()
+        stack.api.store.add_order("322-SEND-1", "bp-send", [("li", 3, "d-7")])
+        stack.api.store.update_delivery("322-SEND-1", "d-7", state="IN_TRANSIT")
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "worker",
+                "send-event",
+                "--detail-type",
+                "DELIVERY_IN_TRANSIT",
+                "--business-product-id",
+                "bp-send",
+                "--order-id",
+                "322-SEND-1",
+                "--delivery-id",
+                "d-7",
+            ],
+            env=stack.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["queueUrl"] == stack.queue_url
+        stack.wait_until(lambda: len(pushes(stack, "322-SEND-1")) == 1, what="the push")
+        assert pushes(stack, "322-SEND-1")[0]["state"] == "IN_TRANSIT"
