@@ -45,5 +45,9 @@ check: lint typecheck test
 chaos: $(STAMP)
 	for run in 1 2 3; do $(BIN)/pytest tests/chaos -q -s || exit 1; done
 
+## Side-by-side benchmark (docs/performance.md), ~5 min: make bench EVENTS=600 LATENCY_MS=0,100
+bench: $(STAMP)
+	$(BIN)/python -m bench.run $(if $(EVENTS),--events $(EVENTS)) $(if $(LATENCY_MS),--latency-ms $(LATENCY_MS)) $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

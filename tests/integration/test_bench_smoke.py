@@ -1,0 +1,54 @@
+"""The benchmark harness on a tiny stream (``python -m bench.run --quick``): every contender
+runs against the real services, and the figures that do not depend on timing are what
+each design implies. Counts only: timings stay in the benchmark."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_quick_benchmark_runs_every_contender_with_sane_counts(tmp_path: Path) -> None:
+    # Given the harness in quick mode (a few dozen events, 0 ms API latency)
+    out = tmp_path / "bench.json"
+
+    # When it runs
+    subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        check=True,
+        timeout=100,
+        stdout=subprocess.DEVNULL,
+    )
+    result: dict[str, Any] = json.loads(out.read_text())
+    runs = {run["contender"]: run for run in result["runs"]}
+
+    # Then every contender ran to the end, and the OMS holds the API's final state
+    assert set(runs) == {"bwp-worker", "powertools", "naive", "limit-line"}
+    for run in runs.values():
+        assert not run["timed_out"], run["contender"]
+        assert run["mismatches"] == 0, run["contender"]
+        assert run["distinct_event_ids"] < run["events"]  # the stream has redeliveries
+    # ... bwp-worker asked the API once per distinct change and pushed each snapshot once
+    bwp = runs["bwp-worker"]
+    assert bwp["api"]["per_change"] <= 1.05
+    assert bwp["oms"]["pushes_per_snapshot"] == 1.0
+    assert bwp["oms"]["accepted"] == bwp["changes"]
+    assert sum(bwp["sqs_requests"].values()) > 0
+    # ... Powertools' idempotency absorbed the redeliveries, not the twins
+    powertools = runs["powertools"]
+    assert powertools["api"]["order_queries"] == powertools["distinct_event_ids"]
+    assert powertools["oms"]["accepted"] == powertools["changes"]
+    # ... the naive loop queried once per message, receiving and deleting one at a time
+    naive = runs["naive"]
+    assert naive["api"]["order_queries"] == naive["events"]
+    assert naive["sqs_requests"]["DeleteMessage"] == naive["events"]
+    # ... and the limit line received and deleted every message exactly once
+    limit = runs["limit-line"]
+    assert limit["consumer_figures"]["records"] == limit["events"]
+    assert limit["api"]["order_queries"] == 0
