@@ -60,6 +60,7 @@ def build_runtime(settings: Settings) -> Runtime:
         client,
         keys,
         state_ttl=settings.delivery_state_ttl_seconds,
+        done_ttl=settings.done_ttl_seconds,
         lock_ttl=settings.delivery_lock_ttl_seconds,
         lock_wait=settings.delivery_lock_wait_seconds,
     )

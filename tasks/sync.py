@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import structlog
 
 from tasks.catalog import TERMINAL_STATES, rank
-from tasks.delivery_state import DeliveryStates
+from tasks.delivery_state import DeliveryStates, Record
 from tasks.envelope import DeliveryEvent
 from tasks.errors import ApiBehindEvent, OrderNotVisibleYet
 from tasks.guard import Decision, Pushed, decide
@@ -80,27 +80,33 @@ def sync_event(event: DeliveryEvent, deps: SyncDeps, *, may_wait_for_api: bool =
     ``may_wait_for_api``), a PermanentError when none can.
     """
     key = event.envelope.dedup_key
-    if deps.ledger.state(key) == "done":
-        return Outcome.ALREADY_DONE
     ref = ref_of(event)
     implied = rank(event.implied_state)
     envelope = event.envelope
-    source = Source(envelope.id, envelope.detail_type, envelope.time)
-    with deps.deliveries.locked(ref):
-        last = deps.deliveries.last_pushed(ref)
-        if last is not None and last.rank >= implied:
-            deps.ledger.complete(key, how=Outcome.NO_NEWS)
+    lease = deps.deliveries.begin(ref, key)
+    if lease is None:
+        return Outcome.ALREADY_DONE
+    try:
+        if lease.last is not None and lease.last.rank >= implied:
+            deps.deliveries.finish(lease, complete=(key, Outcome.NO_NEWS))
             return Outcome.NO_NEWS
-        snapshot = _read_snapshots(ref.business_product_id, ref.order_id, deps).get(ref.delivery_id)
-        if snapshot is None:
-            # A PENDING delivery can split into new ids, and an event can race the order.
-            raise OrderNotVisibleYet(f"delivery {ref.delivery_id} is not on order {ref.order_id}")
-        outcome = _apply(ref, snapshot, last, source, deps)
-    if snapshot.rank < implied and may_wait_for_api:
+        snapshot = _read_snapshot(ref, deps)
+        outcome, record = _apply(
+            ref,
+            snapshot,
+            lease.last,
+            Source(envelope.id, envelope.detail_type, envelope.time),
+            deps,
+        )
+        behind = snapshot.rank < implied and may_wait_for_api
+        deps.deliveries.finish(lease, record=record, complete=None if behind else (key, outcome))
+    except BaseException:
+        deps.deliveries.release(lease)
+        raise
+    if behind:
         raise ApiBehindEvent(
             f"order API shows {snapshot.state} for an event announcing {event.implied_state}"
         )
-    deps.ledger.complete(key, how=outcome)
     return outcome
 
 
@@ -110,11 +116,15 @@ def sync_delivery(ref: DeliveryRef, deps: SyncDeps, source: Source) -> Outcome:
     The query happens under the delivery's lock, so a concurrent event task cannot push
     a newer snapshot between this read and this push. Raises like ``sync_event``.
     """
-    with deps.deliveries.locked(ref):
-        snapshot = _read_snapshots(ref.business_product_id, ref.order_id, deps).get(ref.delivery_id)
-        if snapshot is None:
-            raise OrderNotVisibleYet(f"delivery {ref.delivery_id} is not on order {ref.order_id}")
-        return _apply(ref, snapshot, deps.deliveries.last_pushed(ref), source, deps)
+    lease = deps.deliveries.begin(ref)
+    assert lease is not None  # no event: never "already done"
+    try:
+        outcome, record = _apply(ref, _read_snapshot(ref, deps), lease.last, source, deps)
+        deps.deliveries.finish(lease, record=record)
+    except BaseException:
+        deps.deliveries.release(lease)
+        raise
+    return outcome
 
 
 def sync_order(
@@ -134,6 +144,14 @@ def sync_order(
     }
 
 
+def _read_snapshot(ref: DeliveryRef, deps: SyncDeps) -> Snapshot:
+    snapshot = _read_snapshots(ref.business_product_id, ref.order_id, deps).get(ref.delivery_id)
+    if snapshot is None:
+        # A PENDING delivery can split into new ids, and an event can race the order.
+        raise OrderNotVisibleYet(f"delivery {ref.delivery_id} is not on order {ref.order_id}")
+    return snapshot
+
+
 def _read_snapshots(business_product_id: str, order_id: str, deps: SyncDeps) -> dict[str, Snapshot]:
     order = deps.api.fetch_order(business_product_id, order_id)
     return extract_snapshots(
@@ -143,11 +161,12 @@ def _read_snapshots(business_product_id: str, order_id: str, deps: SyncDeps) -> 
 
 def _apply(
     ref: DeliveryRef, snapshot: Snapshot, last: Pushed | None, source: Source, deps: SyncDeps
-) -> Outcome:
+) -> tuple[Outcome, Record | None]:
+    """Push ``snapshot`` if the guard allows; returns the outcome and what to record."""
     fingerprint = snapshot.idempotency_key
     decision = decide(fingerprint, snapshot.rank, last)
     if decision is Decision.UNCHANGED:
-        return Outcome.UNCHANGED
+        return Outcome.UNCHANGED, None
     if decision is Decision.BACKWARDS:
         log.warning(
             "snapshot_backwards_skipped",
@@ -155,7 +174,7 @@ def _apply(
             state=snapshot.state,
             pushed_rank=last.rank if last else None,
         )
-        return Outcome.BACKWARDS
+        return Outcome.BACKWARDS, None
     body = delivery_update(
         snapshot,
         event_id=source.id,
@@ -164,12 +183,6 @@ def _apply(
         observed_at=deps.now(),
     )
     status = deps.oms.push(body)
-    deps.deliveries.record_push(
-        ref,
-        Pushed(fingerprint, snapshot.rank),
-        snapshot.state.value,
-        terminal=snapshot.state in TERMINAL_STATES,
-    )
     log.info(
         "delivery_pushed",
         delivery=str(ref),
@@ -177,4 +190,9 @@ def _apply(
         oms_status=status,
         idempotency_key=fingerprint,
     )
-    return Outcome.PUSHED
+    record = Record(
+        Pushed(fingerprint, snapshot.rank),
+        snapshot.state.value,
+        terminal=snapshot.state in TERMINAL_STATES,
+    )
+    return Outcome.PUSHED, record

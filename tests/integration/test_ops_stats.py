@@ -81,7 +81,12 @@ def add_work(settings: Settings, sqs: Any, client: redis.Redis) -> None:
     assert Dispatcher(make_app(settings), settings.celery_queue).publish(events) == [True, True]
     make_ledger(client, settings).mark_queued(events)
     states = DeliveryStates(
-        client, Keys(settings.redis_key_prefix), state_ttl=3600, lock_ttl=5, lock_wait=1
+        client,
+        Keys(settings.redis_key_prefix),
+        state_ttl=3600,
+        done_ttl=3600,
+        lock_ttl=5,
+        lock_wait=1,
     )
     ref = DeliveryRef("bp-1", "322-STATS-1", "d-1")
     states.record_push(ref, Pushed("fp-1", 1), "IN_TRANSIT", terminal=False)
