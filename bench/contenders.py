@@ -126,10 +126,11 @@ class BwpWorker:
     def start(self, env: Mapping[str, str]) -> None:
         port = _free_port()
         self.metrics_url = f"http://127.0.0.1:{port}/metrics"
-        full = {**os.environ, **env, **BWP_SETTINGS, "METRICS_PORT": str(port), **self.extra_env}
+        events = {"WORKER_TASK_EVENTS": "true" if self.task_events else "false"}
+        full = {**os.environ, **env, **BWP_SETTINGS, **events, "METRICS_PORT": str(port)}
+        full.update(self.extra_env)
         self._env = full
-        app = "tasks" if self.task_events else "bench.celery_events_off"
-        worker_args = ["-A", app, "worker", "--loglevel", "INFO", "--without-gossip"]
+        worker_args = ["-A", "tasks", "worker", "--loglevel", "INFO", "--without-gossip"]
         worker_args += ["--without-mingle", "--concurrency", str(self.concurrency)]
         worker_args += ["--pool", self.pool, "--hostname", "bench@%h"]
         self.poller = _Proc.spawn(

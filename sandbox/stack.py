@@ -52,7 +52,7 @@ class StackOptions:
     api_version: str = "2024-11-01"
     subscriptions: Sequence[str] = DEFAULT_SUBSCRIPTIONS
     key_prefix: str = field(default_factory=lambda: f"bwp-{uuid.uuid4().hex[:8]}:")
-    worker_concurrency: int = 2
+    worker_concurrency: int = 4
     sqs_visibility_timeout: int = 30
     log_dir: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -236,6 +236,7 @@ class LocalStack:
     def start_worker(self, concurrency: int | None = None, **env: str) -> Process:
         """``celery -A tasks worker`` (the Procfile's worker)."""
         args = [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--loglevel", "INFO"]
+        args += ["--pool", "threads"]  # as the Procfile
         args += ["--concurrency", str(concurrency or self.options.worker_concurrency)]
         args += ["--without-gossip", "--without-mingle", "--hostname", f"w{len(self.processes)}@%h"]
         return self._spawn("worker", args, self.env(**env))

@@ -56,8 +56,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
-        # Flower sees every task. Costs CPU (design.md section 7): worth it for operators.
-        "worker_send_task_events": True,
+        # Flower sees every task. Costs CPU (design.md section 7, docs/performance.md);
+        # WORKER_TASK_EVENTS=false starts without them and Flower turns them on when it
+        # connects (a worker started with them on cannot be switched off remotely).
+        "worker_send_task_events": settings.worker_task_events,
         "task_send_sent_event": False,
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
@@ -65,6 +67,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # cold shutdown hands unacked and countdown-held tasks back to the broker.
         "worker_soft_shutdown_timeout": 20.0,
         "worker_enable_soft_shutdown_on_idle": True,
+        # Enforced by the prefork pool only; under the threads pool (the Procfile's) the
+        # HTTP timeouts and bounded retries are what bound a task.
         "task_soft_time_limit": 120,
         "task_time_limit": 150,
         "enable_utc": True,

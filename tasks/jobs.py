@@ -7,7 +7,12 @@ from typing import Any
 
 import structlog
 from celery import Task
-from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
+from celery.signals import (
+    setup_logging,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_shutdown,
+)
 
 from config.logging import configure_logging
 from config.settings import load_settings
@@ -46,6 +51,7 @@ def _init_process(**_: Any) -> None:
 
 
 @worker_process_shutdown.connect
+@worker_shutdown.connect  # the threads and solo pools: the runtime lives in the main process
 def _close_process(**_: Any) -> None:
     global _runtime  # noqa: PLW0603
     with _lock:
