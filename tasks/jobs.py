@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any
 
@@ -9,13 +10,14 @@ import structlog
 from celery import Task
 from celery.signals import (
     setup_logging,
+    worker_init,
     worker_process_init,
     worker_process_shutdown,
     worker_shutdown,
 )
 
 from config.logging import configure_logging
-from config.settings import load_settings
+from config.settings import SettingsError, load_settings
 from tasks.celery_app import RECONCILE_TASK, SWEEP_TASK, SYNC_TASK
 from tasks.handler import handle
 from tasks.reconcile import reconcile
@@ -48,6 +50,26 @@ def _setup_logging(**_: Any) -> None:
 @worker_process_init.connect
 def _init_process(**_: Any) -> None:
     runtime()
+
+
+@worker_init.connect
+def _init_worker(sender: Any = None, **_: Any) -> None:
+    """Refuse to start without what the tasks need (one line, exit 2): a worker that
+    started anyway would fail every task until it parked them all.
+
+    Threads and solo pools run tasks in this process: build the runtime now rather than
+    stalling the first tasks. The prefork pool builds one per child instead (a runtime
+    built here would be forked, sockets and all).
+    """
+    try:
+        load_settings().require_for("worker")
+    except SettingsError as exc:
+        print(f"bwp-worker: configuration error: {exc}", file=sys.stderr)  # noqa: T201
+        raise SystemExit(2) from None
+    pool = getattr(sender, "pool_cls", None)
+    name = pool if isinstance(pool, str) else getattr(pool, "__module__", "")
+    if "prefork" not in str(name):
+        runtime()
 
 
 @worker_process_shutdown.connect

@@ -1,0 +1,47 @@
+"""Every process refuses bad configuration with one line naming the variable, exit 2,
+and no traceback (contract: Processes)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+WORKER = [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--pool", "threads", "-c", "1"]
+POLL = [sys.executable, "-m", "worker", "poll"]
+
+
+def run(command: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("BWP_", "SQS_", "OMS_"))}
+    return subprocess.run(
+        command, env={**base, **env}, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "env", "named"),
+    [
+        (POLL, {}, "SQS_QUEUE_URL"),
+        (POLL, {"SQS_QUEUE_URL": "http://q", "METRICS_PORT": "not-a-port"}, "METRICS_PORT"),
+        (POLL, {"SQS_QUEUE_URL": "http://q", "BWP_API_VERSION": "2023-01-01"}, "BWP_API_VERSION"),
+        (WORKER, {"OMS_URL": "http://oms", "BWP_CLIENT_SECRET": "s3cret-value"}, "BWP_CLIENT_ID"),
+        (
+            WORKER,
+            {"BWP_CLIENT_ID": "id", "BWP_CLIENT_SECRET": "", "OMS_URL": "http://oms"},
+            "BWP_CLIENT_SECRET",
+        ),
+    ],
+)
+def test_bad_configuration_is_one_line_and_exit_2(
+    command: list[str], env: dict[str, str], named: str, redis_url: str
+) -> None:
+    result = run(command, REDIS_URL=redis_url, REDIS_KEY_PREFIX="bwp-cfg-test:", **env)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if "configuration error" in line]
+    assert len(errors) == 1 and named in errors[0]
+    assert "Traceback" not in result.stderr
+    assert "s3cret-value" not in result.stderr + result.stdout
