@@ -170,37 +170,17 @@ class SandboxApi:
 
     # deliveries
     def move(
-        self,
-        order_id: str,
-        delivery_id: str,
-        state: str | None,
-        *,
-        reason: str | None = None,
-        tracking_number: str | None = None,
-        carrier_code: str | None = None,
-        tracking_url: str | None = None,
-        milestone: str | None = None,
-        estimated_earliest: str | None = None,
-        estimated_latest: str | None = None,
+        self, order_id: str, delivery_id: str, state: str | None, **changes: str | None
     ) -> Delivery:
-        """Update a delivery; when its state changed, publish the events announcing it.
+        """Update a delivery (``changes``: OrderStore.update_delivery's fields); when its
+        state changed, publish the events announcing it.
 
-        Raises KeyError for an unknown order or delivery, ValueError for a bad value.
+        Raises KeyError for an unknown order or delivery, ValueError for a bad value,
+        TypeError for an unknown field.
         """
         with self._move_lock:
             before = self.store.delivery(order_id, delivery_id).state
-            after = self.store.update_delivery(
-                order_id,
-                delivery_id,
-                state=state,
-                reason=reason,
-                tracking_number=tracking_number,
-                carrier_code=carrier_code,
-                tracking_url=tracking_url,
-                milestone=milestone,
-                estimated_earliest=estimated_earliest,
-                estimated_latest=estimated_latest,
-            )
+            after = self.store.update_delivery(order_id, delivery_id, state=state, **changes)
             order = self.store.get_order(order_id)
             if self.publisher is not None and order is not None and after.state != before:
                 self.publisher(order.business_product_id, order_id, delivery_id, after.state)

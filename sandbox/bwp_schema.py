@@ -101,16 +101,7 @@ class Backend(Protocol):
     def store(self) -> OrderStore: ...
 
     def move(
-        self,
-        order_id: str,
-        delivery_id: str,
-        state: str | None,
-        *,
-        reason: str | None = None,
-        tracking_number: str | None = None,
-        carrier_code: str | None = None,
-        tracking_url: str | None = None,
-        milestone: str | None = None,
+        self, order_id: str, delivery_id: str, state: str | None, **changes: str | None
     ) -> Delivery: ...
 
 
