@@ -45,9 +45,9 @@ class Faults:
     def note(self, what: str) -> None:
         self.log.append((time.time(), what))
 
-    def cause_of(self, moment: float) -> str:
-        before = [what for at, what in self.log if at <= moment]
-        return before[-1] if before else "none before it"
+    def first_after(self, moment: float) -> str:
+        after = [what for at, what in self.log if at >= moment]
+        return after[0] if after else "none after it"
 
 
 @pytest.fixture
@@ -144,20 +144,27 @@ def test_nothing_is_lost_under_chaos(chaos_stack: LocalStack) -> None:
     parked = stack.queue_counts(stack.dlq_url)
     assert parked == (0, 0), "no event may be parked: every fault was transient"
     assert len(every) >= 500
-    # Every repeated Idempotency-Key is listed with the fault before its repeat
+    # Every repeated Idempotency-Key is listed with its cause: the first fault after the
+    # first, applied push (the push landed, then something stopped the task recording it,
+    # so a later run pushed the same snapshot again and the OMS answered 409).
     repeats = []
     for key, count in stack.oms.keys_seen.items():
         if count > 1:
-            second = sorted(
+            first = min(
                 p.received_wall for p in stack.oms.received if p.body["idempotencyKey"] == key
             )
-            at = [
+            repeat = min(
                 a.received_wall
                 for a in stack.oms.attempts
                 if a.headers.get("idempotency-key") == key and a.status == 409
-            ]
+            )
             repeats.append(
-                {"key": key[:12], "times": count, "cause": faults.cause_of(min(at or second))}
+                {
+                    "key": key[:12],
+                    "times": count,
+                    "cause": faults.first_after(first),
+                    "repeated_after_s": round(repeat - first, 1),
+                }
             )
     figures = {
         "events_sent": len(every),
