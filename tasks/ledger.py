@@ -66,6 +66,21 @@ end
 return out
 """
 
+# KEYS: event keys, then the queued index; ARGV: now, ttl, then per event: dedup key, body.
+_MARK_QUEUED = """
+local index, now, ttl, moved = KEYS[#KEYS], ARGV[1], tonumber(ARGV[2]), 0
+for i = 1, #KEYS - 1 do
+  local state = redis.call('HGET', KEYS[i], 'state')
+  if state == 'claimed' or state == 'queued' then
+    redis.call('HSET', KEYS[i], 'state', 'queued', 'body', ARGV[2 + 2 * i], 'at', now)
+    redis.call('EXPIRE', KEYS[i], ttl)
+    redis.call('ZADD', index, now, ARGV[1 + 2 * i])
+    moved = moved + 1
+  end
+end
+return moved
+"""
+
 # KEYS: event keys; ARGV: allowed states joined by ','. Deletes records in those states.
 _RELEASE = """
 local n = 0
@@ -104,6 +119,7 @@ class Ledger:
         self._clock = clock
         self._claim = client.register_script(_CLAIM)
         self._release = client.register_script(_RELEASE)
+        self._mark_queued = client.register_script(_MARK_QUEUED)
 
     def claim(self, requests: Sequence[ClaimRequest]) -> list[Claim]:
         """Claim a whole batch in one round trip; one answer per request, in order."""
@@ -119,22 +135,20 @@ class Ledger:
         replies = guarded(lambda: self._claim(keys=keys, args=argv))
         return [Claim(r.decode() if isinstance(r, bytes) else r) for r in replies]
 
-    def mark_queued(self, events: Sequence[QueuedEvent]) -> None:
-        """Published: keep each body for the sweep, in one transaction."""
+    def mark_queued(self, events: Sequence[QueuedEvent]) -> int:
+        """Published: keep each body for the sweep, in one round trip.
+
+        Only a `claimed` (or, for the sweep, `queued`) record moves: a fast worker may have
+        finished the event already, and its `done` must not turn back into `queued`.
+        Returns how many records moved.
+        """
         if not events:
-            return
-        now = self._clock()
-
-        def run() -> None:
-            with self._r.pipeline(transaction=True) as pipe:
-                for event in events:
-                    key = self._keys.event(event.dedup_key)
-                    pipe.hset(key, mapping={"state": "queued", "body": event.body, "at": now})
-                    pipe.expire(key, self._queued_ttl)
-                pipe.zadd(self._keys.queued_index, {e.dedup_key: now for e in events})
-                pipe.execute()
-
-        guarded(run)
+            return 0
+        keys = [self._keys.event(e.dedup_key) for e in events] + [self._keys.queued_index]
+        argv: list[str | float | int] = [self._clock(), self._queued_ttl]
+        for event in events:
+            argv += [event.dedup_key, event.body]
+        return int(guarded(lambda: self._mark_queued(keys=keys, args=argv)))
 
     def release_claims(self, dedup_keys: Sequence[str]) -> int:
         """Undo claims whose publish failed, so the redelivered message is claimed anew."""

@@ -1,0 +1,80 @@
+"""The dedup ledger's transitions against real Redis: claimed → queued → done, each one
+atomic, none able to undo a later one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from tasks.keys import DeliveryRef, Keys
+from tasks.ledger import Claim, ClaimRequest, Ledger, QueuedEvent
+
+
+@pytest.fixture
+def ledger(redis_client: redis.Redis, key_prefix: str) -> Iterator[Ledger]:
+    yield Ledger(redis_client, Keys(key_prefix), claim_ttl=30, queued_ttl=600, done_ttl=3600)
+
+
+def test_a_batch_is_claimed_in_one_call_with_one_answer_per_event(
+    ledger: Ledger, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    ref = DeliveryRef("bp", "322-L-1", "d-1")
+    redis_client.hset(Keys(key_prefix).delivery(ref), mapping={"fp": "x", "rank": 1})
+    ledger.claim([ClaimRequest("queued-1", "h")])
+    ledger.mark_queued([QueuedEvent("queued-1", "{}")])
+    ledger.claim([ClaimRequest("claimed-1", "h")])
+    answers = ledger.claim(
+        [
+            ClaimRequest("fresh", "h"),
+            ClaimRequest("queued-1", "h"),
+            ClaimRequest("queued-1", "other-hash"),
+            ClaimRequest("claimed-1", "h"),
+            ClaimRequest("twin", "h", ref, implied_rank=1),  # IN_TRANSIT already pushed
+            ClaimRequest("news", "h", ref, implied_rank=2),  # DELIVERED is news
+        ]
+    )
+    assert answers == [
+        Claim.NEW,
+        Claim.DUPLICATE,
+        Claim.CONFLICT,
+        Claim.INFLIGHT,
+        Claim.NO_NEWS,
+        Claim.NEW,
+    ]
+    assert ledger.state("twin") == "done"
+
+
+def test_marking_queued_never_undoes_a_finished_event(
+    ledger: Ledger, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    # Given an event a fast worker finished before the poller marked it queued
+    ledger.claim([ClaimRequest("fast", "h"), ClaimRequest("slow", "h")])
+    ledger.complete("fast", how="pushed")
+    # When the poller marks the batch queued
+    moved = ledger.mark_queued([QueuedEvent("fast", "{}"), QueuedEvent("slow", "{}")])
+    # Then only the unfinished one moves, and only it waits for the sweep
+    assert moved == 1
+    assert ledger.state("fast") == "done"
+    assert ledger.state("slow") == "queued"
+    assert redis_client.zrange(Keys(key_prefix).queued_index, 0, -1) == [b"slow"]
+
+
+def test_a_failed_publish_releases_only_claims(ledger: Ledger) -> None:
+    ledger.claim([ClaimRequest("a", "h"), ClaimRequest("b", "h")])
+    ledger.mark_queued([QueuedEvent("b", "{}")])
+    assert ledger.release_claims(["a", "b"]) == 1
+    assert ledger.state("a") is None
+    assert ledger.state("b") == "queued"
+
+
+def test_the_sweep_finds_events_queued_too_long_and_forgets_finished_ones(ledger: Ledger) -> None:
+    ledger.claim([ClaimRequest("lost", "h"), ClaimRequest("finished", "h")])
+    ledger.mark_queued([QueuedEvent("lost", '{"id": "lost"}'), QueuedEvent("finished", "{}")])
+    ledger.complete("finished", how="pushed")
+    stale = ledger.stale_queued(older_than=-1, limit=10)
+    assert stale == [QueuedEvent("lost", '{"id": "lost"}')]
+    # a retry pushed back the sweep: not stale any more
+    ledger.postpone_sweep("lost", 300)
+    assert ledger.stale_queued(older_than=-1, limit=10) == []
