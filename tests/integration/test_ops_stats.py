@@ -17,7 +17,7 @@ from tasks.dispatch import Dispatcher
 from tasks.dlq import DeadLetters, Parcel
 from tasks.guard import Pushed
 from tasks.keys import DeliveryRef, Keys
-from tasks.ledger import QueuedEvent
+from tasks.ledger import ClaimRequest, QueuedEvent
 from tasks.runtime import make_ledger
 from tests.integration.test_ops_support import bwp_worker, closed_port
 from worker.ops_clients import probe_redis, probe_sqs
@@ -79,7 +79,9 @@ def add_work(settings: Settings, sqs: Any, client: redis.Redis) -> None:
     assert parked == [True, True]
     events = [QueuedEvent(f"evt-{i}", f'{{"id": "evt-{i}"}}') for i in range(2)]
     assert Dispatcher(make_app(settings), settings.celery_queue).publish(events) == [True, True]
-    make_ledger(client, settings).mark_queued(events)
+    ledger = make_ledger(client, settings)
+    ledger.claim([ClaimRequest(e.dedup_key, "h") for e in events])  # as the poller does
+    ledger.mark_queued(events)
     states = DeliveryStates(
         client,
         Keys(settings.redis_key_prefix),
