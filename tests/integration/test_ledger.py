@@ -78,3 +78,30 @@ def test_the_sweep_finds_events_queued_too_long_and_forgets_finished_ones(ledger
     # a retry pushed back the sweep: not stale any more
     ledger.postpone_sweep("lost", 300)
     assert ledger.stale_queued(older_than=-1, limit=10) == []
+
+
+def test_the_sweep_re_dispatches_a_lost_task_through_the_broker(
+    redis_client: redis.Redis, redis_url: str, key_prefix: str
+) -> None:
+    from config.settings import Settings
+    from tasks.celery_app import celery_queue_key, make_app
+    from tasks.runtime import make_ledger
+    from tasks.sweep import sweep_stale
+
+    # Given an event queued long ago whose task never ran (a SIGKILLed worker lost it)
+    settings = Settings(
+        redis_url=redis_url,
+        redis_key_prefix=key_prefix,
+        celery_queue=f"{key_prefix}q",
+        sweep_after_seconds=5,
+    )
+    ledger = make_ledger(redis_client, settings)
+    ledger.claim([ClaimRequest("lost", "h")])
+    ledger.mark_queued([QueuedEvent("lost", '{"id": "lost"}')])
+    redis_client.zadd(Keys(key_prefix).queued_index, {"lost": 0})  # queued at the epoch
+    # When the sweep runs
+    assert sweep_stale(ledger, make_app(settings), settings) == 1
+    # Then one task carries the event again, and the event is not stale any more
+    key = celery_queue_key(settings)
+    assert key is not None and redis_client.llen(key) == 1
+    assert ledger.stale_queued(older_than=5, limit=10) == []
