@@ -127,11 +127,3 @@ class EmbeddedRedis:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def redis_url_or_embedded(url: str | None) -> tuple[str, EmbeddedRedis | None]:
-    """``url`` when given; else a started EmbeddedRedis (the caller closes it) and its URL."""
-    if url:
-        return url, None
-    embedded = EmbeddedRedis().start()
-    return embedded.url, embedded

@@ -49,10 +49,6 @@ class SqsServer:
         self.stop()
 
 
-def start_sqs_server() -> SqsServer:
-    return SqsServer()
-
-
 def sqs_client(endpoint_url: str) -> SQSClient:
     """A boto3 SQS client for ``endpoint_url`` with dummy credentials; close() it when done."""
     return boto3.client(

@@ -11,10 +11,8 @@
     │   └── DeliveryBusy          another worker holds the delivery's lock
     └── PermanentError            retrying cannot help: park the event
         ├── MalformedEvent        the SQS body is not a delivery event we can read
-        ├── PayloadConflict       same event id, different payload
         ├── PermanentApiError     order API validation / access denied / not found for good
-        ├── PermanentOmsError     OMS answered another 4xx
-        └── ConfigurationError    a setting is missing or invalid
+        └── PermanentOmsError     OMS answered another 4xx
 
 Adapters translate library errors into these with ``raise ... from exc``.
 """
@@ -79,17 +77,9 @@ class MalformedEvent(PermanentError):
     dlq_kind = "malformed"
 
 
-class PayloadConflict(PermanentError):
-    dlq_kind = "conflict"
-
-
 class PermanentApiError(PermanentError):
     dlq_kind = "permanent-api-error"
 
 
 class PermanentOmsError(PermanentError):
     dlq_kind = "permanent-oms-error"
-
-
-class ConfigurationError(PermanentError):
-    dlq_kind = "malformed"

@@ -17,7 +17,6 @@ from tasks.catalog import CANCELLATION_REASONS, DeliveryState, rank
 from tasks.errors import PermanentApiError
 
 GENERATION_2024_11 = frozenset({"2024-11-01"})
-SUPPORTED_API_VERSIONS = ("2024-01-01", "2024-04-01", "2024-11-01")
 
 
 @dataclass(frozen=True, slots=True)

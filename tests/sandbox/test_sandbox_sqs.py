@@ -13,7 +13,7 @@ import pytest
 from sandbox.bwp_api import SandboxApi, build_app
 from sandbox.http import serve_asgi
 from sandbox.publisher import SqsPublisher
-from sandbox.sqs import SqsServer, create_queue_pair, sqs_client, start_sqs_server
+from sandbox.sqs import SqsServer, create_queue_pair, sqs_client
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -23,7 +23,7 @@ TWINS_DELIVERED = ["ITEM_DELIVERED", "DELIVERY_COMPLETED", "PACKAGE_DELIVERED"]
 
 @pytest.fixture(scope="module")
 def moto() -> Iterator[SqsServer]:
-    server = start_sqs_server()
+    server = SqsServer()
     yield server
     server.stop()
 

@@ -11,14 +11,12 @@ from hypothesis import strategies as st
 from tasks.errors import (
     ApiBehindEvent,
     ApiUnavailable,
-    ConfigurationError,
     DeadLetterUnavailable,
     DeliveryBusy,
     LedgerUnavailable,
     MalformedEvent,
     OmsUnavailable,
     OrderNotVisibleYet,
-    PayloadConflict,
     PermanentApiError,
     PermanentOmsError,
 )
@@ -79,8 +77,6 @@ def test_busy_retries_past_both_budgets_park_as_retries_exhausted() -> None:
         (MalformedEvent("body is not JSON"), "malformed"),
         (PermanentApiError("ValidationError"), "permanent-api-error"),
         (PermanentOmsError("HTTP 422"), "permanent-oms-error"),
-        (PayloadConflict("same id, other payload"), "conflict"),
-        (ConfigurationError("OMS_URL is required"), "malformed"),
     ],
 )
 @pytest.mark.parametrize("failures", [0, 3])
