@@ -23,7 +23,7 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from config.settings import load_settings
-from tasks.celery_app import make_app
+from tasks.celery import make_app
 
 #: the settings bwp-worker runs with here (docs/performance.md says why)
 BWP_SETTINGS: Mapping[str, str] = {

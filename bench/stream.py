@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 from sandbox.bwp_store import Delivery, OrderStore
 from sandbox.stream import Lifecycle, add_orders
-from tasks.events import build_event, to_body
+from tasks.events.samples import build_event, to_body
 
 BUSINESS_PRODUCT = "bp-bench"
 #: messages per order the default StreamShape yields, measured over a few thousand orders

@@ -1,4 +1,9 @@
-"""Client factories for the outside systems: Redis, SQS, HTTP. Built at entry points."""
+"""The one client factory for the outside systems: Redis, SQS, HTTP. Built at entry points.
+
+Long-running processes get patient clients (boto3's standard retries, redis-py's health
+checks). Operator commands pass ``probe_timeout``: one attempt of at most that many
+seconds and no retries, so a dead dependency answers within seconds.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,32 @@ import boto3
 import httpx
 import redis
 from botocore.config import Config
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
     from config.settings import Settings
 
+#: URL schemes served by redis-py (and by kombu's Redis transport)
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
-def make_redis(url: str) -> redis.Redis:
+
+def is_redis_url(url: str) -> bool:
+    return url.startswith(REDIS_SCHEMES)
+
+
+def make_redis(url: str, *, probe_timeout: float | None = None) -> redis.Redis:
     """A Redis client for ``url`` (``rediss://`` verifies TLS certificates)."""
+    if probe_timeout is not None:
+        # redis-py retries 10 times by default: a probe must not
+        return redis.Redis.from_url(
+            url,
+            socket_timeout=probe_timeout,
+            socket_connect_timeout=probe_timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
     return redis.Redis.from_url(
         url,
         socket_timeout=5,
@@ -26,15 +48,22 @@ def make_redis(url: str) -> redis.Redis:
     )
 
 
-def make_sqs(settings: Settings) -> SQSClient:
+def make_sqs(settings: Settings, *, probe_timeout: float | None = None) -> SQSClient:
     """A boto3 SQS client for the configured region and endpoint."""
-    config = Config(
-        retries={"mode": "standard", "max_attempts": 3},
-        max_pool_connections=16,
-        connect_timeout=5,
-        # long polls hold the connection up to 20 s
-        read_timeout=settings.sqs_wait_time_seconds + 10,
-    )
+    if probe_timeout is not None:
+        config = Config(
+            connect_timeout=probe_timeout,
+            read_timeout=probe_timeout,
+            retries={"mode": "standard", "max_attempts": 1},
+        )
+    else:
+        config = Config(
+            retries={"mode": "standard", "max_attempts": 3},
+            max_pool_connections=16,
+            connect_timeout=5,
+            # long polls hold the connection up to 20 s
+            read_timeout=settings.sqs_wait_time_seconds + 10,
+        )
     return boto3.client(
         "sqs",
         region_name=settings.aws_region,
@@ -43,10 +72,19 @@ def make_sqs(settings: Settings) -> SQSClient:
     )
 
 
-def make_http(settings: Settings) -> httpx.Client:
+def make_http(
+    settings: Settings | None = None, *, probe_timeout: float | None = None
+) -> httpx.Client:
     """One pooled HTTP client per process; TLS verification stays on."""
+    if probe_timeout is not None or settings is None:
+        return httpx.Client(timeout=httpx.Timeout(probe_timeout or 5.0), verify=True)
     return httpx.Client(
         timeout=httpx.Timeout(settings.http_timeout_seconds),
         limits=httpx.Limits(max_keepalive_connections=20, max_connections=50),
         verify=True,
     )
+
+
+def queue_name(url: str) -> str:
+    """The queue name at the end of an SQS queue URL."""
+    return url.rstrip("/").rsplit("/", 1)[-1]

@@ -6,7 +6,9 @@ knobs, each with a safe default. Nothing here talks to the network.
 
 from __future__ import annotations
 
-from typing import Literal
+import sys
+from functools import cache
+from typing import Literal, NoReturn
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError
@@ -140,3 +142,19 @@ def load_settings(**overrides: object) -> Settings:
         first = exc.errors()[0]
         name = str(first["loc"][0]).upper() if first["loc"] else "settings"
         raise SettingsError(f"{name}: {first['msg']}") from None
+
+
+@cache
+def process_settings() -> Settings:
+    """This process's settings: read from the environment once, on first use.
+
+    Entry points (the CLI, the Celery app and its signals) call this; everything below
+    them receives the object. Raises SettingsError like ``load_settings``.
+    """
+    return load_settings()
+
+
+def refuse_to_start(exc: SettingsError) -> NoReturn:
+    """The contract's answer to bad configuration: one line naming it, exit code 2."""
+    print(f"bwp-worker: configuration error: {exc}", file=sys.stderr)  # noqa: T201
+    raise SystemExit(2) from None

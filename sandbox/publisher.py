@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from tasks.catalog import DELIVERY_EVENTS, TWINS, DeliveryState
-from tasks.events import build_event, to_body
+from tasks.events.catalog import DELIVERY_EVENTS, TWINS, DeliveryState
+from tasks.events.samples import build_event, to_body
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

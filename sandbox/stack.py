@@ -30,7 +30,8 @@ from sandbox.oms import build_app as build_oms_app
 from sandbox.publisher import DEFAULT_SUBSCRIPTIONS, SqsPublisher
 from sandbox.redis_server import EmbeddedRedis
 from sandbox.sqs import SqsServer, create_queue_pair, sqs_client
-from tasks.events import build_event, to_body
+from tasks.events.samples import build_event, to_body
+from tasks.keys import Keys
 
 SIGNING_SECRET = "sandbox-signing-secret"  # noqa: S105 - a local stand-in's key
 OMS_TOKEN = "sandbox-oms-token"  # noqa: S105
@@ -266,7 +267,7 @@ class LocalStack:
         )
 
     def ledger_state(self, dedup_key: str) -> str | None:
-        raw = self.redis.hget(f"{self.options.key_prefix}evt:{dedup_key}", "state")
+        raw = self.redis.hget(Keys(self.options.key_prefix).event(dedup_key), "state")
         return raw.decode() if isinstance(raw, bytes) else None
 
     def settled(self, dedup_keys: Sequence[str]) -> bool:

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sandbox.bwp_store import OrderStore
-from tasks.catalog import TWINS, DeliveryState
-from tasks.events import build_event, to_body
+from tasks.events.catalog import TWINS, DeliveryState
+from tasks.events.samples import build_event, to_body
 
 Delivery = tuple[str, str]  # (order id, delivery id)
 

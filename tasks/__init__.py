@@ -1,12 +1,5 @@
-"""The domain and the Celery side of bwp-worker. ``celery -A tasks worker`` finds ``app``.
+"""The domain and the Celery side of bwp-worker, in families (design.md section 2).
 
-The app's configuration is read lazily from the environment (tasks.celery_app).
+``import tasks`` starts nothing: the Celery app lives in ``tasks.celery`` (which
+``celery -A tasks`` finds) and is built on first access.
 """
-
-from tasks.celery_app import make_app
-from tasks.jobs import register
-
-app = make_app()
-register(app)
-
-__all__ = ["app"]

@@ -9,8 +9,8 @@ import structlog
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from tasks.celery_app import SYNC_TASK
-from tasks.ledger import QueuedEvent
+from tasks.celery import SYNC_TASK
+from tasks.ledger.events import QueuedEvent
 
 log = structlog.get_logger("bwp.dispatch")
 

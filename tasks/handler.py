@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import structlog
 
-from tasks.dlq import Parcel
-from tasks.envelope import DeliveryEvent, parse_delivery_event
+from tasks.delivery.sync import sync_event
+from tasks.delivery.task_retry import GiveUp, Park, Retry, RetryPolicy, next_step
 from tasks.errors import DeadLetterUnavailable, MalformedEvent
-from tasks.retry_policy import GiveUp, Park, Retry, RetryPolicy, next_step
+from tasks.events.envelope import DeliveryEvent, parse_delivery_event
 from tasks.runtime import Runtime
-from tasks.sync import sync_event
+from tasks.sqs.dlq import Parcel
 
 log = structlog.get_logger("bwp.task")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 from typing import Any
 
@@ -17,11 +16,11 @@ from celery.signals import (
 )
 
 from config.logging import configure_logging
-from config.settings import SettingsError, load_settings
-from tasks.celery_app import RECONCILE_TASK, SWEEP_TASK, SYNC_TASK
+from config.settings import SettingsError, process_settings, refuse_to_start
+from tasks.celery import RECONCILE_TASK, SWEEP_TASK, SYNC_TASK
+from tasks.delivery.task_retry import Retry
 from tasks.handler import handle
 from tasks.reconcile import reconcile
-from tasks.retry_policy import Retry
 from tasks.runtime import Runtime, build_runtime
 from tasks.sweep import sweep_stale
 
@@ -34,8 +33,8 @@ def runtime() -> Runtime:
     global _runtime  # noqa: PLW0603 - one runtime per worker process, by design
     with _lock:
         if _runtime is None:
-            settings = load_settings()
-            configure_logging(settings.log_level, settings.log_format, settings.secrets())
+            settings = process_settings()
+            configure_logging(settings)
             _runtime = build_runtime(settings)
         return _runtime
 
@@ -43,8 +42,7 @@ def runtime() -> Runtime:
 @setup_logging.connect
 def _setup_logging(**_: Any) -> None:
     """Celery's own lines (worker, beat) in the same structured format as ours."""
-    settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format, settings.secrets())
+    configure_logging(process_settings())
 
 
 @worker_process_init.connect
@@ -62,10 +60,9 @@ def _init_worker(sender: Any = None, **_: Any) -> None:
     built here would be forked, sockets and all).
     """
     try:
-        load_settings().require_for("worker")
+        process_settings().require_for("worker")
     except SettingsError as exc:
-        print(f"bwp-worker: configuration error: {exc}", file=sys.stderr)  # noqa: T201
-        raise SystemExit(2) from None
+        refuse_to_start(exc)
     pool = getattr(sender, "pool_cls", None)
     name = pool if isinstance(pool, str) else getattr(pool, "__module__", "")
     if "prefork" not in str(name):

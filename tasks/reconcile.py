@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from tasks.delivery_state import DeliveryStates
+from tasks.delivery.sync import SyncDeps, sync_delivery, synthetic_source
 from tasks.errors import BwpError
-from tasks.sync import SyncDeps, sync_delivery, synthetic_source
+from tasks.ledger.deliveries import DeliveryStates
 
 log = structlog.get_logger("bwp.reconcile")
 

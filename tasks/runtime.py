@@ -8,17 +8,17 @@ import httpx
 import redis
 
 from config.clients import make_http, make_redis, make_sqs
-from config.logging import Redactor
+from config.secrets import Redactor
 from config.settings import Settings
-from tasks.delivery_state import DeliveryStates
-from tasks.dlq import DeadLetters
+from tasks.delivery.sync import SyncDeps
 from tasks.keys import Keys
-from tasks.ledger import Ledger
-from tasks.oms_client import OmsClient
-from tasks.order_api import OrderApi
-from tasks.rate_limit import RateLimiter
-from tasks.sync import SyncDeps
-from tasks.token_cache import Credentials, TokenCache
+from tasks.ledger.deliveries import DeliveryStates
+from tasks.ledger.events import Ledger
+from tasks.oms.client import OmsClient
+from tasks.order_api.client import OrderApi
+from tasks.order_api.rate_limit import RateLimiter
+from tasks.order_api.token import Credentials, TokenCache
+from tasks.sqs.dlq import DeadLetters
 
 
 def make_ledger(client: redis.Redis, settings: Settings) -> Ledger:

@@ -9,7 +9,7 @@ import structlog
 
 from config.settings import Settings
 from tasks.dispatch import Dispatcher
-from tasks.ledger import Ledger
+from tasks.ledger.events import Ledger
 
 log = structlog.get_logger("bwp.sweep")
 

@@ -10,18 +10,47 @@ import click
 
 from config.clients import make_sqs
 from config.logging import configure_logging
-from config.settings import Settings, SettingsError, load_settings
-from tasks.catalog import DELIVERY_EVENTS
-from tasks.events import build_event, to_body
+from config.settings import Settings, SettingsError, process_settings, refuse_to_start
+from tasks.events.catalog import DELIVERY_EVENTS
+from tasks.events.samples import build_event, to_body
 
 
 def _settings() -> Settings:
-    settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format, settings.secrets())
+    settings = process_settings()
+    configure_logging(settings)
     return settings
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group; ``demo`` comes from the sandbox extra and is imported only when
+    it is asked for (or listed), so ``bwp-worker poll`` never loads the stand-ins."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), "demo"})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name != "demo":
+            return super().get_command(ctx, cmd_name)
+        try:
+            from sandbox.demo.run import demo
+        except ImportError as exc:
+            return _no_sandbox(exc)
+        return demo
+
+
+def _no_sandbox(exc: ImportError) -> click.Command:
+    @click.command("demo", context_settings={"ignore_unknown_options": True})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def demo(args: tuple[str, ...]) -> None:
+        """Run the whole pipeline on local stand-ins (needs the sandbox extra)."""
+        hint = "pip install 'bwp-worker[sandbox]'"
+        click.echo(f"bwp-worker demo: needs the sandbox extra ({exc}): {hint}", err=True)
+        sys.exit(2)
+
+    return demo
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """bwp-worker: keep an order management system in step with Buy with Prime deliveries."""
 
@@ -32,7 +61,7 @@ def cli() -> None:
 )
 def poll(max_polls: int | None) -> None:
     """Long-poll SQS_QUEUE_URL, dedup, and dispatch one Celery task per new event."""
-    from worker.runner import run_poller
+    from worker.poller.runner import run_poller
 
     run_poller(_settings(), max_polls=max_polls)
 
@@ -85,9 +114,9 @@ def send_event(
 
 
 def _register() -> None:
-    from worker import demo, ops
+    from worker.ops.commands import COMMANDS
 
-    for command in [*demo.COMMANDS, *ops.COMMANDS]:
+    for command in COMMANDS:
         cli.add_command(command)
 
 
@@ -99,8 +128,7 @@ def main() -> None:
     try:
         code = cli.main(standalone_mode=False)  # ctx.exit(n) comes back as n here
     except SettingsError as exc:
-        click.echo(f"bwp-worker: configuration error: {exc}", err=True)
-        sys.exit(2)
+        refuse_to_start(exc)
     except click.exceptions.Abort:
         sys.exit(130)
     except click.ClickException as exc:

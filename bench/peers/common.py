@@ -25,10 +25,10 @@ from typing import Any
 import boto3
 import httpx
 
-from tasks.envelope import DeliveryEvent, parse_delivery_event
-from tasks.oms_payload import delivery_update, encode, signature
-from tasks.order_queries import order_request
-from tasks.snapshot import extract_snapshots
+from tasks.delivery.snapshot import extract_snapshots
+from tasks.events.envelope import DeliveryEvent, parse_delivery_event
+from tasks.oms.payload import delivery_update, encode, signature
+from tasks.order_api.queries import order_request
 
 WAIT_SECONDS = 20  # long polling, as Lambda's event source mapping does
 _OMS_OK = frozenset({200, 201, 202, 204, 409})  # 409: already applied

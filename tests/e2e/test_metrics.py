@@ -15,7 +15,7 @@ import pytest
 
 from sandbox.stack import LocalStack, StackOptions
 from tests.e2e.checks import pushes
-from worker.metrics import MetricsServer, PollerMetrics, heartbeat_fresh
+from worker.poller.metrics import MetricsServer, PollerMetrics, heartbeat_fresh
 
 pytestmark = pytest.mark.e2e
 

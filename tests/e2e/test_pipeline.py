@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from sandbox.stack import LocalStack
-from tasks.catalog import DELIVERY_EVENTS, TWINS, DeliveryState
+from tasks.events.catalog import DELIVERY_EVENTS, TWINS, DeliveryState
 from tests.e2e.checks import api_calls, mismatches, pushes
 from tests.e2e.conftest import new_order_id
 

@@ -28,9 +28,9 @@ from sandbox.oms import SandboxOms
 from sandbox.stack import LocalStack, StackOptions
 from tasks.errors import BwpError, PermanentOmsError
 from tasks.keys import Keys
-from tasks.oms_client import OmsClient
+from tasks.oms.client import OmsClient
+from tasks.order_api.token import Credentials, TokenCache
 from tasks.runtime import build_runtime
-from tasks.token_cache import Credentials, TokenCache
 from tests.e2e.checks import pushes
 from tests.e2e.conftest import new_order_id
 

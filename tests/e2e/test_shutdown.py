@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from sandbox.stack import LocalStack, StackOptions
-from tasks.events import build_event, to_body
+from tasks.events.samples import build_event, to_body
 
 pytestmark = pytest.mark.e2e
 

@@ -28,15 +28,15 @@ import structlog
 from config.settings import Settings
 from sandbox.sqs import SqsServer, create_queue_pair, sqs_client
 from sandbox.stack import delete_prefix
-from tasks.celery_app import broker_prefix, make_app
+from tasks.celery import broker_prefix, make_app
 from tasks.dispatch import Dispatcher
-from tasks.dlq import DeadLetters
-from tasks.events import build_event, to_body
+from tasks.events.samples import build_event, to_body
 from tasks.runtime import make_ledger
-from worker.poller import Poller, PollerConfig
+from tasks.sqs.dlq import DeadLetters
+from worker.poller.loop import Poller, PollerConfig
 
 CORPUS = Path(__file__).parents[1] / "data" / "malformed"
-#: EventBridge's event size limit (contract); deliberately not tasks.envelope's constant
+#: EventBridge's event size limit (contract); deliberately not tasks.events.envelope's constant
 LIMIT_BYTES = 256 * 1024
 #: what a log line or a DLQ reason may quote of the input, at most
 PREVIEW_CHARS = 60

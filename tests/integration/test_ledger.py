@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from tasks.keys import DeliveryRef, Keys
-from tasks.ledger import Claim, ClaimRequest, Ledger, QueuedEvent
+from tasks.ledger.events import Claim, ClaimRequest, Ledger, QueuedEvent
 
 
 @pytest.fixture
@@ -84,7 +84,7 @@ def test_the_sweep_re_dispatches_a_lost_task_through_the_broker(
     redis_client: redis.Redis, redis_url: str, key_prefix: str
 ) -> None:
     from config.settings import Settings
-    from tasks.celery_app import celery_queue_key, make_app
+    from tasks.celery import celery_queue_key, make_app
     from tasks.runtime import make_ledger
     from tasks.sweep import sweep_stale
 

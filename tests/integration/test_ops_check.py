@@ -14,7 +14,7 @@ from config.settings import Settings
 from sandbox.oms import SandboxOms
 from sandbox.sqs import SqsServer
 from tests.integration.test_ops_support import Sandbox, bwp_worker, closed_port, serve_sandbox
-from worker.ops_check import Probes, run_checks
+from worker.ops.check import Probes, run_checks
 
 OMS_TOKEN = "check-oms-token"
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from sandbox.sqs import SqsServer
-from tasks.dlq import DeadLetters, Parcel
+from tasks.sqs.dlq import DeadLetters, Parcel
 from tests.integration.test_ops_support import bwp_worker
-from worker.ops_replay import replay_dead_letters
+from worker.ops.replay import replay_dead_letters
 
 BODIES = {
     "permanent-oms-error": ['{"id": "e-1",  "detail": {"ü": "x"}}\n', '{"id":"e-2"}', '{"id": 3}'],

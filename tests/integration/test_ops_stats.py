@@ -10,18 +10,18 @@ from typing import Any
 import pytest
 import redis
 
+from config.clients import make_redis, make_sqs
 from config.settings import Settings
-from tasks.celery_app import make_app
-from tasks.delivery_state import DeliveryStates
+from tasks.celery import make_app
+from tasks.delivery.guard import Pushed
 from tasks.dispatch import Dispatcher
-from tasks.dlq import DeadLetters, Parcel
-from tasks.guard import Pushed
 from tasks.keys import DeliveryRef, Keys
-from tasks.ledger import ClaimRequest, QueuedEvent
+from tasks.ledger.deliveries import DeliveryStates
+from tasks.ledger.events import ClaimRequest, QueuedEvent
 from tasks.runtime import make_ledger
+from tasks.sqs.dlq import DeadLetters, Parcel
 from tests.integration.test_ops_support import bwp_worker, closed_port
-from worker.ops_clients import probe_redis, probe_sqs
-from worker.ops_stats import StatsSources, collect_stats
+from worker.ops.stats import StatsSources, collect_stats
 
 
 @pytest.fixture
@@ -39,8 +39,8 @@ def settings(sqs_server: Any, queues: tuple[str, str], redis_url: str, key_prefi
 
 @pytest.fixture
 def sources(settings: Settings) -> Iterator[StatsSources]:
-    ledger = probe_redis(settings.redis_url, 2.0)
-    found = StatsSources(settings, probe_sqs(settings, 2.0), ledger, ledger)
+    ledger = make_redis(settings.redis_url, probe_timeout=2.0)
+    found = StatsSources(settings, make_sqs(settings, probe_timeout=2.0), ledger, ledger)
     yield found
     found.sqs.close()
     ledger.close()
@@ -158,8 +158,8 @@ def test_an_unreachable_redis_is_reported_and_exits_1(settings: Settings) -> Non
 def test_what_does_not_apply_is_shown_as_such(settings: Settings) -> None:
     # Given no DLQ and a broker that is not Redis
     other = settings.model_copy(update={"sqs_dlq_url": None, "celery_broker_url": "memory://"})
-    ledger = probe_redis(other.redis_url, 2.0)
-    sqs = probe_sqs(other, 2.0)
+    ledger = make_redis(other.redis_url, probe_timeout=2.0)
+    sqs = make_sqs(other, probe_timeout=2.0)
     try:
         readings = {r.name: r for r in collect_stats(StatsSources(other, sqs, ledger, None))}
     finally:

@@ -12,10 +12,10 @@ import pytest
 
 from config.settings import Settings
 from sandbox.oms import SandboxOms
+from tasks.delivery.sync import Outcome
 from tasks.runtime import build_runtime
-from tasks.sync import Outcome
 from tests.integration.test_ops_support import Sandbox, bwp_worker, serve_sandbox
-from worker.ops_sync import MANUAL_SYNC, resync_order
+from worker.ops.sync import MANUAL_SYNC, resync_order
 
 SIGNING_SECRET = "sync-signing-secret"
 OMS_TOKEN = "sync-oms-token"

@@ -16,14 +16,14 @@ import pytest
 import redis
 
 from config.settings import Settings
-from tasks.celery_app import broker_prefix, make_app
+from tasks.celery import broker_prefix, make_app
 from tasks.dispatch import Dispatcher
-from tasks.dlq import DeadLetters
-from tasks.events import build_event, to_body
+from tasks.events.samples import build_event, to_body
 from tasks.keys import DeliveryRef, Keys
 from tasks.runtime import make_ledger
-from worker.poller import Poller, PollerConfig
-from worker.runner import dependency_probe, queue_depth_probe
+from tasks.sqs.dlq import DeadLetters
+from worker.poller.loop import Poller, PollerConfig
+from worker.poller.runner import dependency_probe, queue_depth_probe
 
 CLOSED_PORT_URL = "redis://127.0.0.1:1/0"
 

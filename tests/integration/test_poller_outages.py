@@ -18,9 +18,9 @@ import pytest
 from config.clients import make_redis
 from sandbox.redis_server import EmbeddedRedis
 from tasks.errors import LedgerUnavailable
-from tasks.events import to_body
+from tasks.events.samples import to_body
 from tasks.keys import Keys
-from tasks.ledger import ClaimRequest, Ledger
+from tasks.ledger.events import ClaimRequest, Ledger
 from tests.integration.test_poller import Rig, delivered, make_rig
 
 

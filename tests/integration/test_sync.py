@@ -17,7 +17,7 @@ from sandbox.bwp_api import build_app as api_app
 from sandbox.http import ServerHandle, serve_asgi
 from sandbox.oms import SandboxOms
 from sandbox.oms import build_app as oms_app
-from tasks.envelope import DeliveryEvent, parse_delivery_event
+from tasks.delivery.sync import Outcome, sync_delivery, sync_event, synthetic_source
 from tasks.errors import (
     ApiBehindEvent,
     ApiUnavailable,
@@ -25,12 +25,12 @@ from tasks.errors import (
     PermanentApiError,
     PermanentOmsError,
 )
-from tasks.events import build_event, to_body
+from tasks.events.envelope import DeliveryEvent, parse_delivery_event
+from tasks.events.samples import build_event, to_body
 from tasks.keys import DeliveryRef, Keys
-from tasks.rate_limit import RateLimiter
+from tasks.order_api.rate_limit import RateLimiter
 from tasks.reconcile import reconcile
 from tasks.runtime import Runtime, build_runtime
-from tasks.sync import Outcome, sync_delivery, sync_event, synthetic_source
 
 SECRET = "integration-signing-secret"
 

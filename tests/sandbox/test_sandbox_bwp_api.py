@@ -10,7 +10,7 @@ import pytest
 
 from sandbox.bwp_api import SandboxApi, build_app
 from sandbox.http import serve_asgi
-from tasks.order_queries import order_request
+from tasks.order_api.queries import order_request
 
 BP = "bp-1"
 ORDER = "322-ABC1-AAAAAA"

@@ -1,10 +1,10 @@
-"""tasks.catalog: the delivery-family detail-types and the never-backwards order."""
+"""tasks.events.catalog: the delivery-family detail-types and the never-backwards order."""
 
 from __future__ import annotations
 
 import pytest
 
-from tasks.catalog import (
+from tasks.events.catalog import (
     CANCELLATION_REASONS,
     TERMINAL_STATES,
     TWINS,

@@ -1,4 +1,4 @@
-"""worker.demo_report: the demo's verdict (what the OMS holds against the API) and its report."""
+"""sandbox.demo.report: the demo's verdict (what the OMS holds against the API) and its report."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from worker.demo_report import (
+from sandbox.demo.report import (
     DeliveryView,
     Figures,
     Outcome,

@@ -26,7 +26,7 @@ from celery import Celery
 from packaging.specifiers import SpecifierSet
 
 from config.settings import Settings
-from worker.metrics import MetricsServer, PollerMetrics
+from worker.poller.metrics import MetricsServer, PollerMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -148,11 +148,13 @@ def assert_bwp_worker_parses(args: list[str]) -> None:
 
 
 def assert_celery_parses(args: list[str]) -> None:
+    from celery.app.utils import find_app
     from celery.bin.base import CLIContext
     from celery.bin.celery import celery
 
     assert args[:2] == ["-A", "tasks"], args
-    app = importlib.import_module("tasks").app
+    # resolved the way `celery -A tasks` resolves it
+    app = find_app("tasks")
     assert isinstance(app, Celery)
     name, *rest = args[2:]
     assert name in celery.commands, f"celery has no sub-command {name!r}"

@@ -1,4 +1,4 @@
-"""tasks.envelope: SQS bodies read as Buy with Prime EventBridge events."""
+"""tasks.events.envelope: SQS bodies read as Buy with Prime EventBridge events."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.catalog import DeliveryState
-from tasks.envelope import (
+from tasks.errors import MalformedEvent
+from tasks.events.catalog import DeliveryState
+from tasks.events.envelope import (
     MAX_BODY_BYTES,
     DeliveryEvent,
     Envelope,
@@ -20,8 +21,7 @@ from tasks.envelope import (
     parse_envelope,
     payload_hash,
 )
-from tasks.errors import MalformedEvent
-from tasks.events import build_event, to_body
+from tasks.events.samples import build_event, to_body
 
 EVENT_ID = "3f1b2c1e-8a1d-4c7e-9e3b-2b9f6a1d0c55"
 WHEN = datetime(2024, 6, 1, 12, 30, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""Properties of tasks.envelope and tasks.resources over generated, then mutated, events.
+"""Properties of tasks.events.envelope and tasks.events.resources over mutated events.
 
 Genuine delivery events are built from strategies in every shape the contract allows
 (nine detail-types of three API generations, extra pairs and decoy resources, any time
@@ -21,10 +21,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.catalog import DELIVERY_EVENTS, is_delivery_event
-from tasks.envelope import DeliveryEvent, Envelope, parse_delivery_event
 from tasks.errors import MalformedEvent
-from tasks.resources import is_valid_id, parse_resource
+from tasks.events.catalog import DELIVERY_EVENTS, is_delivery_event
+from tasks.events.envelope import DeliveryEvent, Envelope, parse_delivery_event
+from tasks.events.resources import is_valid_id, parse_resource
 
 REQUIRED = ("id", "detail-type", "time", "resources")
 ID_HEAD = string.ascii_letters + string.digits

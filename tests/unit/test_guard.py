@@ -1,4 +1,4 @@
-"""tasks.guard: push a snapshot only when it is new and does not go backwards."""
+"""tasks.delivery.guard: push a snapshot only when it is new and does not go backwards."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tasks.catalog import DeliveryState, rank
-from tasks.guard import Decision, Pushed, decide
+from tasks.delivery.guard import Decision, Pushed, decide
+from tasks.events.catalog import DeliveryState, rank
 
 PENDING, IN_TRANSIT = DeliveryState.PENDING, DeliveryState.IN_TRANSIT
 DELIVERED, CANCELLED = DeliveryState.DELIVERED, DeliveryState.CANCELLED

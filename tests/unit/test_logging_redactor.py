@@ -1,4 +1,4 @@
-"""config.logging.Redactor: no configured secret reaches a log line."""
+"""config.secrets.Redactor: no configured secret reaches a log line."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 
-from config.logging import Redactor
+from config.secrets import Redactor
 
 SECRET = "s3cr3t-T0KEN-value"
 OTHER = "0ther-S1GNING-key"

@@ -1,4 +1,4 @@
-"""tasks.oms_payload: the DeliveryUpdate body pushed to the OMS, and its signature."""
+"""tasks.oms.payload: the DeliveryUpdate body pushed to the OMS, and its signature."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from tasks.oms_payload import delivery_update, encode, rfc3339, signature
-from tasks.snapshot import Snapshot, extract_snapshots
+from tasks.delivery.snapshot import Snapshot, extract_snapshots
+from tasks.oms.payload import delivery_update, encode, rfc3339, signature
 
 from .orders import ALL_VERSIONS, NEW_VERSION, detail, detail_2024_11, line_item, order
 

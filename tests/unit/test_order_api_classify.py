@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tasks.errors import ApiUnavailable, OrderNotVisibleYet, PermanentApiError
-from tasks.order_api import _Unauthorized, classify
+from tasks.order_api.client import _Unauthorized, classify
 
 ORDER = {"id": "322-ABC1-AAAAAA", "lineItems": []}
 

@@ -1,4 +1,4 @@
-"""tasks.resources: EventBridge resource strings of Buy with Prime events."""
+"""tasks.events.resources: EventBridge resource strings of Buy with Prime events."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tasks.errors import MalformedEvent
-from tasks.resources import Resource, find_pair, is_valid_id, parse_resource
+from tasks.events.resources import Resource, find_pair, is_valid_id, parse_resource
 
 ID_HEAD = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 ID_TAIL = ID_HEAD + "._:~+=@-"

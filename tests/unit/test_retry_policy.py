@@ -1,4 +1,4 @@
-"""tasks.retry_policy: after an error, retry later (and when) or park (and as what)."""
+"""tasks.delivery.task_retry: after an error, retry later (and when) or park (and as what)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tasks.delivery.task_retry import (
+    BEHIND_MAX_RETRIES,
+    BUSY_MAX_RETRIES,
+    GiveUp,
+    Park,
+    Retry,
+    RetryPolicy,
+    next_step,
+)
 from tasks.errors import (
     ApiBehindEvent,
     ApiUnavailable,
@@ -19,15 +28,6 @@ from tasks.errors import (
     OrderNotVisibleYet,
     PermanentApiError,
     PermanentOmsError,
-)
-from tasks.retry_policy import (
-    BEHIND_MAX_RETRIES,
-    BUSY_MAX_RETRIES,
-    GiveUp,
-    Park,
-    Retry,
-    RetryPolicy,
-    next_step,
 )
 
 POLICY = RetryPolicy(max_retries=5, not_found_max_retries=3, base=2.0, cap=60.0)

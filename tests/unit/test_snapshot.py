@@ -1,4 +1,4 @@
-"""tasks.snapshot: delivery snapshots read from the order object, and their fingerprints."""
+"""tasks.delivery.snapshot: delivery snapshots read from the order object, and fingerprints."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.catalog import DeliveryState
+from tasks.delivery.snapshot import LineItem, Snapshot, Tracking, extract_snapshots
 from tasks.errors import PermanentApiError
-from tasks.snapshot import LineItem, Snapshot, Tracking, extract_snapshots
+from tasks.events.catalog import DeliveryState
 
 from .orders import (
     ALL_VERSIONS,

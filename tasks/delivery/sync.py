@@ -1,0 +1,198 @@
+"""Sync deliveries to the OMS: the plain functions behind the Celery tasks and commands.
+
+Collaborators are passed in (``SyncDeps``), so tests drive them with real Redis and
+sandbox servers and no Celery at all.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+import structlog
+
+from tasks.delivery.guard import Decision, Pushed, decide
+from tasks.delivery.snapshot import Snapshot, extract_snapshots
+from tasks.errors import ApiBehindEvent, OrderNotVisibleYet
+from tasks.events.catalog import TERMINAL_STATES, rank
+from tasks.events.envelope import DeliveryEvent
+from tasks.keys import DeliveryRef
+from tasks.ledger.deliveries import DeliveryStates, Record
+from tasks.ledger.events import Ledger
+from tasks.oms.payload import delivery_update, rfc3339
+
+log = structlog.get_logger("bwp.sync")
+
+
+class Outcome(StrEnum):
+    PUSHED = "pushed"  # the OMS received a new snapshot
+    UNCHANGED = "unchanged"  # the API shows what the OMS already has
+    BACKWARDS = "backwards"  # the API shows an earlier state than was pushed: not sent
+    NO_NEWS = "no_news"  # the pushed state already covers the event: no order query
+    ALREADY_DONE = "already_done"  # the ledger says another task finished this event
+
+
+class OrderSource(Protocol):
+    def fetch_order(self, business_product_id: str, order_id: str) -> dict[str, Any]: ...
+
+
+class Pusher(Protocol):
+    def push(self, body: dict[str, Any]) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SyncDeps:
+    ledger: Ledger
+    deliveries: DeliveryStates
+    api: OrderSource
+    oms: Pusher
+    api_version: str
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """What led to a push: the OMS sees it as ``sourceEvent``."""
+
+    id: str
+    detail_type: str
+    time: str
+
+
+def synthetic_source(detail_type: str, now: datetime) -> Source:
+    """A source for pushes no event led to (reconciliation, ``sync-order``)."""
+    return Source(f"{detail_type.lower()}-{uuid.uuid4()}", detail_type, rfc3339(now))
+
+
+def ref_of(event: DeliveryEvent) -> DeliveryRef:
+    return DeliveryRef(event.business_product_id, event.order_id, event.delivery_id)
+
+
+def sync_event(event: DeliveryEvent, deps: SyncDeps, *, may_wait_for_api: bool = True) -> Outcome:
+    """Bring the OMS up to date with the delivery ``event`` names.
+
+    Marks the event `done` in the ledger when finished. Raises a RetryableError when a
+    later attempt may succeed (ApiBehindEvent after pushing what the API showed, when
+    ``may_wait_for_api``), a PermanentError when none can.
+    """
+    key = event.envelope.dedup_key
+    ref = ref_of(event)
+    implied = rank(event.implied_state)
+    envelope = event.envelope
+    lease = deps.deliveries.begin(ref, key)
+    if lease is None:
+        return Outcome.ALREADY_DONE
+    try:
+        if lease.last is not None and lease.last.rank >= implied:
+            deps.deliveries.finish(lease, complete=(key, Outcome.NO_NEWS))
+            return Outcome.NO_NEWS
+        snapshot = _read_snapshot(ref, deps)
+        outcome, record = _apply(
+            ref,
+            snapshot,
+            lease.last,
+            Source(envelope.id, envelope.detail_type, envelope.time),
+            deps,
+        )
+        behind = snapshot.rank < implied and may_wait_for_api
+        deps.deliveries.finish(lease, record=record, complete=None if behind else (key, outcome))
+    except BaseException:
+        deps.deliveries.release(lease)
+        raise
+    if behind:
+        raise ApiBehindEvent(
+            f"order API shows {snapshot.state} for an event announcing {event.implied_state}"
+        )
+    return outcome
+
+
+def sync_delivery(ref: DeliveryRef, deps: SyncDeps, source: Source) -> Outcome:
+    """Query the order and push the delivery's snapshot if it changed (same guard).
+
+    The query happens under the delivery's lock, so a concurrent event task cannot push
+    a newer snapshot between this read and this push. Raises like ``sync_event``.
+    """
+    lease = deps.deliveries.begin(ref)
+    assert lease is not None  # no event: never "already done"
+    try:
+        outcome, record = _apply(ref, _read_snapshot(ref, deps), lease.last, source, deps)
+        deps.deliveries.finish(lease, record=record)
+    except BaseException:
+        deps.deliveries.release(lease)
+        raise
+    return outcome
+
+
+def sync_order(
+    business_product_id: str, order_id: str, deps: SyncDeps, source: Source
+) -> dict[str, Outcome]:
+    """Find the order's deliveries, then ``sync_delivery`` each one.
+
+    Used by ``bwp-worker sync-order``: one query to list the deliveries, then one per
+    delivery under its lock. Raises like ``sync_event``.
+    """
+    delivery_ids = sorted(_read_snapshots(business_product_id, order_id, deps))
+    return {
+        delivery_id: sync_delivery(
+            DeliveryRef(business_product_id, order_id, delivery_id), deps, source
+        )
+        for delivery_id in delivery_ids
+    }
+
+
+def _read_snapshot(ref: DeliveryRef, deps: SyncDeps) -> Snapshot:
+    snapshot = _read_snapshots(ref.business_product_id, ref.order_id, deps).get(ref.delivery_id)
+    if snapshot is None:
+        # A PENDING delivery can split into new ids, and an event can race the order.
+        raise OrderNotVisibleYet(f"delivery {ref.delivery_id} is not on order {ref.order_id}")
+    return snapshot
+
+
+def _read_snapshots(business_product_id: str, order_id: str, deps: SyncDeps) -> dict[str, Snapshot]:
+    order = deps.api.fetch_order(business_product_id, order_id)
+    return extract_snapshots(
+        order, business_product_id=business_product_id, api_version=deps.api_version
+    )
+
+
+def _apply(
+    ref: DeliveryRef, snapshot: Snapshot, last: Pushed | None, source: Source, deps: SyncDeps
+) -> tuple[Outcome, Record | None]:
+    """Push ``snapshot`` if the guard allows; returns the outcome and what to record."""
+    fingerprint = snapshot.idempotency_key
+    decision = decide(fingerprint, snapshot.rank, last)
+    if decision is Decision.UNCHANGED:
+        return Outcome.UNCHANGED, None
+    if decision is Decision.BACKWARDS:
+        log.warning(
+            "snapshot_backwards_skipped",
+            delivery=str(ref),
+            state=snapshot.state,
+            pushed_rank=last.rank if last else None,
+        )
+        return Outcome.BACKWARDS, None
+    body = delivery_update(
+        snapshot,
+        event_id=source.id,
+        detail_type=source.detail_type,
+        event_time=source.time,
+        observed_at=deps.now(),
+    )
+    status = deps.oms.push(body)
+    log.info(
+        "delivery_pushed",
+        delivery=str(ref),
+        state=snapshot.state,
+        oms_status=status,
+        idempotency_key=fingerprint,
+    )
+    record = Record(
+        Pushed(fingerprint, snapshot.rank),
+        snapshot.state.value,
+        terminal=snapshot.state in TERMINAL_STATES,
+    )
+    return Outcome.PUSHED, record

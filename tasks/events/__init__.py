@@ -1,0 +1,1 @@
+"""Events: the catalog of detail-types, the EventBridge envelope, resources, samples. Pure."""

@@ -1,0 +1,1 @@
+"""Redis state: the event records (dedup ledger) and the per-delivery lock and last push."""

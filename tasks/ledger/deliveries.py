@@ -1,0 +1,206 @@
+"""Per-delivery state in Redis: what was last pushed, and a short lock serialising pushes.
+
+A sync is two round trips, each one Lua script:
+
+- ``begin``: is the event already done? if not, take the delivery's lock (``SET NX PX``
+  with a random token) and read what was last pushed;
+- ``finish``: record the pushed snapshot (and keep the open-deliveries index for
+  reconciliation), mark the event `done` in the dedup ledger, release the lock — all
+  at once, so no crash can leave a push recorded and its event not done or the lock held.
+
+The lock is released by compare-and-delete, so a worker whose lock expired can never
+release another worker's lock.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
+
+import redis
+
+from tasks.delivery.guard import Pushed
+from tasks.errors import DeliveryBusy
+from tasks.keys import DeliveryRef, Keys
+from tasks.redis_outage import UNAVAILABLE, redis_outage, text
+
+# KEYS: lock, delivery record, event record (or the lock again when there is no event).
+# ARGV: token, lock ttl (ms), has event (0/1).
+_BEGIN = """
+if ARGV[3] == '1' and redis.call('HGET', KEYS[3], 'state') == 'done' then return {'done'} end
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {'busy'} end
+local last = redis.call('HMGET', KEYS[2], 'fp', 'rank')
+return {'locked', last[1] or '', last[2] or ''}
+"""
+
+# KEYS: lock, delivery record, open-deliveries index, event record, queued index.
+# ARGV: token, now, state ttl, done ttl, ref, record (0/1), fp, rank, state, terminal (0/1),
+#       complete (0/1), dedup key, how.
+_FINISH = """
+if ARGV[6] == '1' then
+  redis.call('HSET', KEYS[2], 'fp', ARGV[7], 'rank', ARGV[8], 'state', ARGV[9], 'at', ARGV[2])
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+  if ARGV[10] == '1' then redis.call('ZREM', KEYS[3], ARGV[5])
+  else redis.call('ZADD', KEYS[3], ARGV[2], ARGV[5]) end
+end
+if ARGV[11] == '1' then
+  redis.call('HSET', KEYS[4], 'state', 'done', 'at', ARGV[2], 'how', ARGV[13])
+  redis.call('HDEL', KEYS[4], 'body')
+  redis.call('EXPIRE', KEYS[4], ARGV[4])
+  redis.call('ZREM', KEYS[5], ARGV[12])
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A held delivery lock, and what was last pushed for the delivery when it was taken."""
+
+    ref: DeliveryRef
+    token: str
+    last: Pushed | None
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A pushed snapshot to remember."""
+
+    pushed: Pushed
+    state: str
+    terminal: bool
+
+
+class DeliveryStates:
+    """Raises LedgerUnavailable when Redis is unreachable, DeliveryBusy on a held lock."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        *,
+        state_ttl: int,
+        done_ttl: int,
+        lock_ttl: float,
+        lock_wait: float,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._r = client
+        self._keys = keys
+        self._state_ttl, self._done_ttl = state_ttl, done_ttl
+        self._lock_ttl_ms = int(lock_ttl * 1000)
+        self._lock_wait = lock_wait
+        self._clock, self._sleep = clock, sleep
+        self._begin = client.register_script(_BEGIN)
+        self._finish = client.register_script(_FINISH)
+
+    def begin(self, ref: DeliveryRef, dedup_key: str | None = None) -> Lease | None:
+        """Take the delivery's lock; None when ``dedup_key``'s event is already done.
+
+        Waits up to ``lock_wait`` seconds for a held lock, then raises DeliveryBusy.
+        """
+        lock = self._keys.delivery_lock(ref)
+        event = self._keys.event(dedup_key) if dedup_key is not None else lock
+        keys = [lock, self._keys.delivery(ref), event]
+        token = secrets.token_hex(8)
+        args: list[str | int] = [token, self._lock_ttl_ms, "1" if dedup_key is not None else "0"]
+        deadline = self._clock() + self._lock_wait
+        delay = 0.01
+        while True:
+            with redis_outage():
+                reply = [text(part) for part in self._begin(keys=keys, args=args)]
+            if reply[0] == "done":
+                return None
+            if reply[0] == "locked":
+                last = Pushed(reply[1], int(reply[2])) if reply[1] and reply[2] else None
+                return Lease(ref, token, last)
+            if self._clock() >= deadline:
+                raise DeliveryBusy(f"delivery {ref} is locked by another worker")
+            self._sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+    def finish(
+        self,
+        lease: Lease,
+        *,
+        record: Record | None = None,
+        complete: tuple[str, str] | None = None,
+    ) -> None:
+        """Record a push, complete an event (dedup key, how), release the lock: one step."""
+        self._run_finish(lease.ref, lease.token, record, complete)
+
+    def release(self, lease: Lease) -> None:
+        """Give the lock back after a failure; if Redis is gone the lock expires by itself."""
+        with suppress(*UNAVAILABLE):
+            self._run_finish(lease.ref, lease.token, None, None)
+
+    def record_push(self, ref: DeliveryRef, pushed: Pushed, state: str, *, terminal: bool) -> None:
+        """Remember a pushed snapshot outside a lease (operators' tools, tests)."""
+        self._run_finish(ref, "", Record(pushed, state, terminal), None)
+
+    def _run_finish(
+        self,
+        ref: DeliveryRef,
+        token: str,
+        record: Record | None,
+        complete: tuple[str, str] | None,
+    ) -> None:
+        dedup_key, how = complete or ("", "")
+        keys = [
+            self._keys.delivery_lock(ref),
+            self._keys.delivery(ref),
+            self._keys.open_deliveries,
+            self._keys.event(dedup_key),
+            self._keys.queued_index,
+        ]
+        args: list[str | int | float] = [
+            token,
+            self._clock(),
+            self._state_ttl,
+            self._done_ttl,
+            str(ref),
+            "1" if record else "0",
+            record.pushed.fingerprint if record else "",
+            record.pushed.rank if record else 0,
+            record.state if record else "",
+            "1" if record and record.terminal else "0",
+            "1" if complete else "0",
+            dedup_key,
+            how,
+        ]
+        with redis_outage():
+            self._finish(keys=keys, args=args)
+
+    def last_pushed(self, ref: DeliveryRef) -> Pushed | None:
+        with redis_outage():
+            fingerprint, rank = self._r.hmget(self._keys.delivery(ref), "fp", "rank")
+        if fingerprint is None or rank is None:
+            return None
+        return Pushed(text(fingerprint), int(rank))
+
+    def stale_open(self, older_than: float, limit: int) -> list[DeliveryRef]:
+        """Non-terminal deliveries last synced more than ``older_than`` seconds ago."""
+        cutoff = self._clock() - older_than
+        with redis_outage():
+            members: list[bytes] = self._r.zrangebyscore(  # type: ignore[assignment]
+                self._keys.open_deliveries, "-inf", cutoff, 0, limit
+            )
+        refs = []
+        for member in members:
+            parts = text(member).split("/")
+            if len(parts) == 3:  # ids cannot hold a slash (tasks.events.resources)
+                refs.append(DeliveryRef(*parts))
+        return refs
+
+    def touch_open(self, refs: list[DeliveryRef]) -> None:
+        """Synced just now: due again after the interval (XX: terminal ones stay gone)."""
+        if refs:
+            with redis_outage():
+                self._r.zadd(
+                    self._keys.open_deliveries, {str(r): self._clock() for r in refs}, xx=True
+                )

@@ -1,0 +1,76 @@
+"""POST delivery updates to the merchant's OMS, response handling per the contract.
+
+2xx = applied; 409 = already applied; 408, 425, 429, 5xx, timeouts and connection errors
+= retry (Retry-After honoured); any other 4xx = PermanentOmsError with status and excerpt.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from config.secrets import Redactor
+from tasks.errors import OmsUnavailable, PermanentOmsError
+from tasks.http_retry import call_with_retries, retry_after_header
+from tasks.oms.payload import encode, signature
+
+_RETRY_STATUSES = frozenset({408, 425, 429})
+_EXCERPT = 200
+
+
+class OmsClient:
+    def __init__(
+        self,
+        http: httpx.Client,
+        *,
+        url: str,
+        signing_secret: str | None,
+        auth_token: str | None,
+        attempts: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._http, self._url = http, url
+        self._secret, self._token = signing_secret, auth_token
+        self._attempts, self._clock = attempts, clock
+        #: POSTs sent by this client, failed attempts included (tests count them)
+        self.requests = 0
+
+    def push(self, body: dict[str, Any]) -> int:
+        """Deliver one update; returns the final HTTP status (2xx or 409).
+
+        Every attempt carries the same Idempotency-Key. Raises OmsUnavailable when the
+        in-call attempts ran out, PermanentOmsError on a refusal.
+        """
+        raw = encode(body)
+        return call_with_retries(
+            lambda: self._attempt(raw, body["idempotencyKey"]), attempts=self._attempts
+        )
+
+    def _attempt(self, raw: bytes, key: str) -> int:
+        headers = {"Content-Type": "application/json", "Idempotency-Key": key}
+        if self._secret:
+            headers["X-Signature"] = signature(self._secret, int(self._clock()), raw)
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        self.requests += 1
+        try:
+            response = self._http.post(self._url, content=raw, headers=headers)
+        except httpx.TransportError as exc:
+            raise OmsUnavailable(f"OMS unreachable: {type(exc).__name__}") from exc
+        status = response.status_code
+        if 200 <= status < 300 or status == 409:
+            return status
+        if status in _RETRY_STATUSES or status >= 500:
+            raise OmsUnavailable(
+                f"OMS answered HTTP {status}", retry_after=retry_after_header(response)
+            )
+        raise PermanentOmsError(f"OMS answered HTTP {status}: {self._excerpt(response.text)}")
+
+    def _excerpt(self, text: str) -> str:
+        """A one-line start of a refusal body, with our own secrets cut out (an OMS may
+        echo the request's headers; the excerpt travels on to the DLQ)."""
+        text = Redactor(s for s in (self._token, self._secret) if s).scrub_text(text)
+        return " ".join(text[:_EXCERPT].split())

@@ -1,0 +1,1 @@
+"""The Buy with Prime order API: client, query texts, shared OAuth token, rate limit."""

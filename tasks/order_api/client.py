@@ -1,0 +1,152 @@
+"""The Buy with Prime order API client: one POST per order query, errors classified.
+
+Classification follows the contract ("Outages and errors"): both the HTTP status and
+``errors[].extensions.classification.type`` decide, since the API may answer errors with
+HTTP 200. Transient errors are retried inside the call (tenacity); the rest is raised for
+the task to retry later or park.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, Final, Protocol
+
+import httpx
+
+from tasks.errors import ApiUnavailable, OrderNotVisibleYet, PermanentApiError
+from tasks.http_retry import call_with_retries, retry_after_header
+from tasks.order_api.queries import order_request
+
+_RETRYABLE_TYPES: Final = frozenset({"ThrottlingError", "InternalServerError", "ConflictError"})
+_PERMANENT_TYPES: Final = frozenset({"ValidationError", "AccessDeniedError"})
+_TYPE_NAME: Final = re.compile(r"[A-Za-z]{1,64}")
+
+
+class Tokens(Protocol):
+    def get(self) -> str: ...
+    def invalidate(self, token: str) -> None: ...
+
+
+class _Unauthorized(Exception):
+    pass
+
+
+def _error_types(payload: dict[str, Any]) -> list[str]:
+    errors = payload.get("errors")
+    if not errors:
+        return []
+    if not isinstance(errors, list):
+        errors = [errors]
+    types: list[str] = []
+    for error in errors:
+        ext = error.get("extensions") if isinstance(error, dict) else None
+        classification = ext.get("classification") if isinstance(ext, dict) else None
+        kind = classification.get("type") if isinstance(classification, dict) else None
+        # Only a plain name is echoed into errors and logs; anything else is "Unknown".
+        types.append(kind if isinstance(kind, str) and _TYPE_NAME.fullmatch(kind) else "Unknown")
+    return types
+
+
+def classify(response: httpx.Response) -> dict[str, Any]:
+    """The ``order`` object of a response, or the error it stands for.
+
+    Raises ApiUnavailable (retry soon), OrderNotVisibleYet (retry a few times),
+    PermanentApiError (park), or _Unauthorized (refresh the token once).
+    """
+    status = response.status_code
+    if status == 401:
+        raise _Unauthorized
+    if status == 429 or status >= 500:
+        raise ApiUnavailable(
+            f"order API answered HTTP {status}", retry_after=retry_after_header(response)
+        )
+    try:
+        payload = response.json()
+    except ValueError as exc:
+        if status >= 400:  # a gateway's HTML refusal is still a refusal
+            _raise_for(status, [], response)
+        raise ApiUnavailable(f"order API answered HTTP {status} with a non-JSON body") from exc
+    if not isinstance(payload, dict):
+        if status >= 400:
+            _raise_for(status, [], response)
+        raise ApiUnavailable(f"order API answered HTTP {status} with an unexpected body")
+    types = _error_types(payload)
+    if status >= 400 or types:
+        _raise_for(status, types, response)
+    data = payload.get("data")
+    order = data.get("order") if isinstance(data, dict) else None
+    if not isinstance(order, dict):
+        raise OrderNotVisibleYet("order API returned no order")
+    return order
+
+
+def _raise_for(status: int, types: list[str], response: httpx.Response) -> None:
+    described = ",".join(types) or "no classification"
+    if any(t in _PERMANENT_TYPES for t in types) or status in (400, 403):
+        raise PermanentApiError(f"order API refused the query: HTTP {status}, {described}")
+    if "ResourceNotFoundError" in types or status == 404:
+        raise OrderNotVisibleYet(f"order API: not found (HTTP {status})")
+    if status >= 400 and not types:
+        raise PermanentApiError(f"order API answered HTTP {status}")
+    raise ApiUnavailable(
+        f"order API error: HTTP {status}, {described}", retry_after=retry_after_header(response)
+    )
+
+
+class OrderApi:
+    def __init__(
+        self,
+        http: httpx.Client,
+        tokens: Tokens,
+        *,
+        url: str,
+        api_version: str,
+        target_id: str | None,
+        attempts: int,
+        before_call: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._http, self._tokens = http, tokens
+        self._url, self._version, self._target = url, api_version, target_id
+        self._attempts = attempts
+        self._before_call = before_call
+        #: order queries sent by this client (tests count them)
+        self.calls = 0
+
+    def fetch_order(self, business_product_id: str, order_id: str) -> dict[str, Any]:
+        """The ``order`` object for ``order_id``; raises per ``classify``."""
+        return call_with_retries(
+            lambda: self._fetch(business_product_id, order_id), attempts=self._attempts
+        )
+
+    def _fetch(self, business_product_id: str, order_id: str) -> dict[str, Any]:
+        try:
+            return classify(self._post(business_product_id, order_id))
+        except _Unauthorized:
+            pass
+        # 401: the shared token was revoked or expired early. Refresh once, try once.
+        try:
+            return classify(self._post(business_product_id, order_id, refresh=True))
+        except _Unauthorized:
+            raise PermanentApiError("order API refused a freshly issued token (HTTP 401)") from None
+
+    def _post(
+        self, business_product_id: str, order_id: str, refresh: bool = False
+    ) -> httpx.Response:
+        token = self._tokens.get()
+        if refresh:
+            self._tokens.invalidate(token)
+            token = self._tokens.get()
+        self._before_call()
+        self.calls += 1
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "x-api-version": self._version,
+            "x-api-target-id": self._target or business_product_id,
+        }
+        try:
+            return self._http.post(
+                self._url, json=order_request(self._version, order_id), headers=headers
+            )
+        except httpx.TransportError as exc:
+            raise ApiUnavailable(f"order API unreachable: {type(exc).__name__}") from exc

@@ -1,0 +1,1 @@
+"""SQS from the task side: batch limits and the dead-letter queue."""

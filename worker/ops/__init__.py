@@ -1,0 +1,1 @@
+"""Operator commands: check, stats, replay-dlq, sync-order."""

@@ -1,0 +1,243 @@
+"""``bwp-worker check``: is every dependency reachable and every credential accepted?
+
+Each check is one short, read-only probe that returns a ``CheckResult``; none raises for
+an unreachable dependency. What each probe does, and why it applies nothing:
+
+- ``sqs-queue`` / ``dlq``: GetQueueAttributes (the DLQ is a warning when not configured).
+- ``redis`` / ``broker``: PING; the broker through Celery's own connection (any transport).
+- ``bwp-token``: one client-credentials POST; the token is read and dropped, never printed.
+- ``oms``: one OPTIONS request. OPTIONS is safe by definition (RFC 9110 section 9.3.7),
+  so no OMS may apply a delivery update for it, whereas HEAD is often routed to a GET
+  handler that some servers do not have. Any status below 500 proves that the OMS
+  answers; whether it accepts our credentials only a real push shows (``sync-order``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, Literal
+
+import botocore.exceptions
+import httpx
+import kombu.exceptions
+import redis
+from celery import Celery
+
+from config.clients import make_http, make_redis, make_sqs, queue_name
+from config.secrets import Redactor
+from config.settings import REQUIRED, Settings, is_unset
+from tasks.celery import make_app
+from tasks.order_api.token import Credentials
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.literals import QueueAttributeFilterType
+
+Status = Literal["ok", "warn", "fail"]
+Role = Literal["all", "poll", "worker"]
+
+#: the checks that matter to each process, in the order they are printed
+CHECKS_FOR: Final[dict[Role, tuple[str, ...]]] = {
+    "all": ("configuration", "sqs-queue", "dlq", "redis", "broker", "bwp-token", "oms"),
+    "poll": ("configuration", "sqs-queue", "dlq", "redis", "broker"),
+    "worker": ("configuration", "dlq", "redis", "broker", "bwp-token", "oms"),
+}
+_QUEUE_ATTRIBUTES: Final[list[QueueAttributeFilterType]] = [
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    name: str
+    status: Status
+    detail: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "fail"
+
+
+@dataclass
+class Probes:
+    """The clients the checks use; ``build`` makes them from settings, ``close`` ends them."""
+
+    settings: Settings
+    sqs: SQSClient
+    ledger: redis.Redis
+    http: httpx.Client
+    celery: Celery
+    timeout: float
+
+    @classmethod
+    def build(cls, settings: Settings, timeout: float) -> Probes:
+        return cls(
+            settings,
+            make_sqs(settings, probe_timeout=timeout),
+            make_redis(settings.redis_url, probe_timeout=timeout),
+            make_http(probe_timeout=timeout),
+            make_app(settings),
+            timeout,
+        )
+
+    def close(self) -> None:
+        self.http.close()
+        self.ledger.close()
+        self.sqs.close()
+
+
+def run_checks(probes: Probes, role: Role = "all") -> list[CheckResult]:
+    """Run the checks ``role`` needs, in order; secrets are redacted from every detail."""
+    scrubber = Redactor(probes.settings.secrets())
+    results = []
+    for name in CHECKS_FOR[role]:
+        result = _CHECKS[name](probes, role)
+        results.append(CheckResult(name, result.status, _clean(result.detail, scrubber)))
+    return results
+
+
+def _clean(detail: str, scrubber: Redactor) -> str:
+    return " ".join(scrubber.scrub_text(detail).split())[:300]
+
+
+def check_configuration(probes: Probes, role: Role) -> CheckResult:
+    roles = ("poll", "worker") if role == "all" else (role,)
+    parts, missing_any = [], False
+    for process in roles:
+        missing = [n.upper() for n in REQUIRED[process] if is_unset(getattr(probes.settings, n))]
+        missing_any = missing_any or bool(missing)
+        parts.append(f"{process}: missing {', '.join(missing)}" if missing else f"{process}: ready")
+    return CheckResult("configuration", "fail" if missing_any else "ok", "; ".join(parts))
+
+
+def _queue(probes: Probes, name: str, url: str | None, variable: str) -> CheckResult:
+    if not url:
+        return CheckResult(name, "fail", f"{variable} is not set")
+    try:
+        attrs = probes.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=_QUEUE_ATTRIBUTES)
+    except botocore.exceptions.ClientError as exc:
+        error = exc.response.get("Error", {})
+        return CheckResult(name, "fail", f"{error.get('Code')}: {error.get('Message')}")
+    except botocore.exceptions.BotoCoreError as exc:
+        return CheckResult(name, "fail", f"unreachable: {type(exc).__name__}: {exc}")
+    values = attrs.get("Attributes", {})
+    visible = values.get("ApproximateNumberOfMessages", "?")
+    in_flight = values.get("ApproximateNumberOfMessagesNotVisible", "?")
+    return CheckResult(
+        name, "ok", f"{queue_name(url)} answers ({visible} visible, {in_flight} in flight)"
+    )
+
+
+def check_queue(probes: Probes, _: Role) -> CheckResult:
+    return _queue(probes, "sqs-queue", probes.settings.sqs_queue_url, "SQS_QUEUE_URL")
+
+
+def check_dlq(probes: Probes, _: Role) -> CheckResult:
+    if not probes.settings.sqs_dlq_url:
+        return CheckResult(
+            "dlq", "warn", "SQS_DLQ_URL not configured: poison messages stay until redrive"
+        )
+    return _queue(probes, "dlq", probes.settings.sqs_dlq_url, "SQS_DLQ_URL")
+
+
+def check_redis(probes: Probes, _: Role) -> CheckResult:
+    started = time.perf_counter()
+    try:
+        probes.ledger.ping()
+    except redis.RedisError as exc:
+        return CheckResult("redis", "fail", f"{type(exc).__name__}: {exc}")
+    return CheckResult("redis", "ok", f"PING answered in {_ms(started)}")
+
+
+def check_broker(probes: Probes, _: Role) -> CheckResult:
+    """Connect the way Celery does (transport, TLS, key prefix), once, with a short timeout."""
+    conn = probes.celery.connection_for_write()
+    conn.transport_options = {
+        **(conn.transport_options or {}),
+        "socket_connect_timeout": probes.timeout,
+        "socket_timeout": probes.timeout,
+    }
+    started = time.perf_counter()
+    try:
+        conn.ensure_connection(
+            max_retries=1, interval_start=0, interval_step=0, timeout=math.ceil(probes.timeout)
+        )
+    except (kombu.exceptions.KombuError, OSError) as exc:
+        return CheckResult("broker", "fail", f"{type(exc).__name__}: {exc}")
+    finally:
+        conn.release()
+    # as_uri() masks the password
+    return CheckResult("broker", "ok", f"{conn.as_uri()} answers in {_ms(started)}")
+
+
+def check_token(probes: Probes, _: Role) -> CheckResult:
+    s = probes.settings
+    secret = s.bwp_client_secret.get_secret_value() if s.bwp_client_secret else ""
+    if not s.bwp_client_id or not secret:
+        return CheckResult("bwp-token", "fail", "BWP_CLIENT_ID and BWP_CLIENT_SECRET must be set")
+    form = Credentials(s.bwp_token_url, s.bwp_client_id, secret).form()
+    try:
+        response = probes.http.post(s.bwp_token_url, data=form)
+    except httpx.HTTPError as exc:
+        return CheckResult("bwp-token", "fail", f"{s.bwp_token_url} unreachable: {_why(exc)}")
+    status = response.status_code
+    if status in (400, 401, 403):
+        refusal = f"credentials refused: HTTP {status} {_oauth_error(response)}"
+        return CheckResult("bwp-token", "fail", refusal)
+    if status != 200:
+        return CheckResult("bwp-token", "fail", f"token endpoint answered HTTP {status}")
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict) or not payload.get("access_token"):
+        return CheckResult("bwp-token", "fail", "HTTP 200 without an access_token")
+    expires_in = payload.get("expires_in", "?")
+    return CheckResult("bwp-token", "ok", f"credentials accepted (token for {expires_in} s)")
+
+
+def check_oms(probes: Probes, _: Role) -> CheckResult:
+    url = probes.settings.oms_url
+    if not url:
+        return CheckResult("oms", "fail", "OMS_URL is not set")
+    started = time.perf_counter()
+    try:
+        response = probes.http.options(url)
+    except httpx.HTTPError as exc:
+        return CheckResult("oms", "fail", f"unreachable: {_why(exc)}")
+    status = response.status_code
+    if status >= 500:
+        return CheckResult("oms", "fail", f"answers OPTIONS with HTTP {status}")
+    return CheckResult("oms", "ok", f"answers OPTIONS with HTTP {status} in {_ms(started)}")
+
+
+_CHECKS: Final[dict[str, Callable[[Probes, Role], CheckResult]]] = {
+    "configuration": check_configuration,
+    "sqs-queue": check_queue,
+    "dlq": check_dlq,
+    "redis": check_redis,
+    "broker": check_broker,
+    "bwp-token": check_token,
+    "oms": check_oms,
+}
+
+
+def _ms(started: float) -> str:
+    return f"{(time.perf_counter() - started) * 1000:.0f} ms"
+
+
+def _why(exc: httpx.HTTPError) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _oauth_error(response: httpx.Response) -> str:
+    """The OAuth ``error`` code of a refusal (RFC 6749 section 5.2), never the body itself."""
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return ""
+    return error if isinstance(error, str) and error.replace("_", "").isalnum() else ""

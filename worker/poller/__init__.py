@@ -1,0 +1,1 @@
+"""The poller process: the receive loop, its SQS port, its runner, metrics and health."""
