@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv demo test test-fast lint format typecheck check chaos bench clean
+.PHONY: venv demo test test-fast lint format typecheck check chaos bench lock clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "bwp-worker needs Python 3.11 or newer (set PYTHON=...)")'
@@ -48,6 +48,16 @@ chaos: $(STAMP)
 ## Side-by-side benchmark (docs/performance.md), ~5 min: make bench EVENTS=600 LATENCY_MS=0,100
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(if $(EVENTS),--events $(EVENTS)) $(if $(LATENCY_MS),--latency-ms $(LATENCY_MS)) $(BENCH_ARGS)
+
+## The image's pinned, hashed dependencies (Dockerfile), resolved from pyproject.toml for the
+## image's platform (CPython 3.11, Linux x86_64) whatever machine runs this. Commit both files;
+## tests/unit/test_lock.py fails when they and pyproject.toml disagree.
+LOCK_FLAGS := --quiet --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-unknown-linux-gnu --custom-compile-command "make lock"
+lock: $(STAMP)
+	$(BIN)/uv pip compile $(LOCK_FLAGS) $(LOCK_ARGS) pyproject.toml -o requirements.lock
+	$(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
+	  | $(BIN)/uv pip compile $(LOCK_FLAGS) $(LOCK_ARGS) - -o requirements-build.lock
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
