@@ -18,7 +18,6 @@ import tomllib
 from functools import cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import click
 import pytest
@@ -92,14 +91,6 @@ def as_list(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else value
 
 
-def sqs_arn(queue_url: str) -> str:
-    """The ARN of the queue at an SQS URL (https://sqs.<region>.amazonaws.com/<acct>/<name>)."""
-    parts = urlsplit(queue_url)
-    region = parts.hostname.split(".")[1]  # type: ignore[union-attr]
-    account, name = parts.path.strip("/").split("/")
-    return f"arn:aws:sqs:{region}:{account}:{name}"
-
-
 # --- JSON --------------------------------------------------------------------------------
 @pytest.mark.parametrize("path", sorted(DEPLOY.glob("*.json")), ids=lambda p: p.name)
 def test_every_deploy_file_is_valid_json(path: Path) -> None:
@@ -108,7 +99,7 @@ def test_every_deploy_file_is_valid_json(path: Path) -> None:
 
 def test_the_expected_artefacts_exist() -> None:
     names = {p.name for p in DEPLOY.glob("*.json")}
-    assert {"ecs-task-definition.json", "autoscaling.json", "iam-policy.json"} <= names
+    assert {"ecs-task-definition.json", "autoscaling.json", "iam-roles.json"} <= names
     assert (ROOT / "docs" / "operations.md").is_file()
 
 
@@ -333,28 +324,7 @@ def test_policies_grant_named_actions_only(path: Path) -> None:
             assert "*" not in action and "?" not in action, f"{path.name}: wildcard action {action}"
 
 
-def test_task_role_policy_is_least_privilege_on_the_two_queues() -> None:
-    poller = environment(task_definitions()["poller"])
-    queue, dlq = sqs_arn(poller["SQS_QUEUE_URL"]), sqs_arn(poller["SQS_DLQ_URL"])
-    granted: dict[str, set[str]] = {}
-    for statement in policy_statements(DEPLOY / "iam-policy.json"):
-        for resource in as_list(statement["Resource"]):
-            granted.setdefault(resource, set()).update(as_list(statement["Action"]))
-    assert granted == {
-        queue: {
-            "sqs:ReceiveMessage",
-            "sqs:DeleteMessage",
-            "sqs:ChangeMessageVisibility",
-            "sqs:GetQueueAttributes",
-        },
-        dlq: {
-            "sqs:SendMessage",
-            "sqs:ReceiveMessage",
-            "sqs:DeleteMessage",
-            "sqs:GetQueueAttributes",
-            "sqs:ChangeMessageVisibility",
-        },
-    }
+# Per-process roles and their grants: tests/unit/test_iam_least_privilege.py
 
 
 # --- autoscaling ---------------------------------------------------------------------------
