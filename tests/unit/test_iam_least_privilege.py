@@ -5,8 +5,8 @@ around does not change the answer:
 
 - poller: what the ``bwp-worker poll`` command reaches (its body's imports and theirs);
 - operators: what every other ``bwp-worker`` sub-command reaches (the demo's excepted);
-- worker: the ``tasks`` package, which ``celery -A tasks worker`` imports and runs;
-- beat and Flower import ``tasks`` for the app only and run none of its task bodies.
+- worker: the bodies of the tasks registered on the app ``celery -A tasks`` finds;
+- beat and Flower load that app only and run none of its task bodies.
 
 "Reaches" is the transitive closure of imports over the shipped packages (pyproject's
 ``packages.find`` minus the sandbox), found by reading the source; an SQS call is any
@@ -144,6 +144,23 @@ def is_demo(command: click.Command) -> bool:
     return "demo" in module.split(".")[-1] or module.startswith("sandbox")
 
 
+def celery_app() -> Any:
+    """The app ``celery -A tasks`` runs, found the way Celery finds it."""
+    from celery.app.utils import find_app
+
+    return find_app("tasks")
+
+
+def task_modules() -> set[str]:
+    """The modules defining the bodies of the app's own tasks (Celery's built-ins excluded)."""
+    app = celery_app()
+    return {
+        inspect.unwrap(task.run).__module__
+        for name, task in app.tasks.items()
+        if not name.startswith("celery.")
+    }
+
+
 @cache
 def code_actions() -> dict[str, set[str]]:
     """Process -> the SQS actions its code can call."""
@@ -153,7 +170,7 @@ def code_actions() -> dict[str, set[str]]:
         if name != "poll" and not is_demo(command):
             operators |= command_actions(command)
     worker: set[str] = set()
-    for name in reach(["tasks"]):
+    for name in reach(task_modules()):
         worker |= modules()[name].actions
     return {
         "poller": command_actions(commands["poll"]),
@@ -253,8 +270,7 @@ def test_the_scan_finds_the_calls_it_should() -> None:
 
 def test_beat_and_flower_run_no_task_body() -> None:
     # Beat only publishes its schedule's tasks to the broker; the worker runs them.
-    from tasks import app
-
+    app = celery_app()
     schedule = app.conf.beat_schedule
     assert schedule
     for entry in schedule.values():

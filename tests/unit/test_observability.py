@@ -144,9 +144,10 @@ def source_strings() -> frozenset[str]:
 @cache
 def flower_label_values() -> dict[str, frozenset[str]]:
     """Values Flower's ``type`` and ``task`` labels take: Celery event types, our task names."""
+    from celery.app.utils import find_app
     from celery.events.state import TASK_EVENT_TO_STATE
 
-    from tasks import app
+    app = find_app("tasks")  # as `celery -A tasks flower` finds it
 
     types = {f"task-{e}" for e in TASK_EVENT_TO_STATE}
     return {"type": frozenset(types), "task": frozenset(app.tasks)}
