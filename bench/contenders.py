@@ -28,7 +28,6 @@ from tasks.celery import make_app
 #: the settings bwp-worker runs with here (docs/performance.md says why)
 BWP_SETTINGS: Mapping[str, str] = {
     "SQS_WAIT_TIME_SECONDS": "20",
-    "SQS_BATCH_SIZE": "10",
     # the sandbox does not throttle; the default 20 calls/s would be the bottleneck, so the
     # limiter stays on (its Redis cost is counted) with a rate the sandbox can take
     "API_RATE_PER_SECOND": "1000",

@@ -63,7 +63,6 @@ class Settings(BaseSettings):
     #: the Celery queue the poller publishes to and the workers consume
     celery_queue: str = Field(default="bwp-sync", min_length=1, max_length=128)
     sqs_wait_time_seconds: int = Field(default=20, ge=0, le=20)
-    sqs_batch_size: int = Field(default=10, ge=1, le=10)
     sqs_visibility_timeout: int = Field(default=60, ge=5, le=43200)
     #: "ack" counts and deletes well-formed events of other detail-types; "park" sends
     #: them to the DLQ as kind `unsupported`
@@ -103,7 +102,12 @@ class Settings(BaseSettings):
     reconcile_interval_seconds: float = Field(default=300.0, gt=0)
     #: deliveries reconciled per run at most (bounded work)
     reconcile_batch: int = Field(default=100, ge=1, le=10000)
-    #: how long a stopping poller waits for its in-flight long poll before exiting
+    #: messages one poller holds unsettled at most (intake pauses at this mark); far
+    #: below SQS's 120,000 in-flight messages per queue, so several pollers fit
+    max_held_messages: int = Field(default=5000, ge=10, le=100_000)
+    #: seconds between the poller's settling ticks (one Redis round trip each)
+    settle_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    #: how long a stopping poller waits past its long poll for the receive to return
     shutdown_grace_seconds: float = Field(default=5.0, ge=0, le=25)
 
     @property

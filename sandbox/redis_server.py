@@ -105,8 +105,14 @@ class EmbeddedRedis:
             proc.kill()
             proc.wait()
 
-    def restart(self) -> None:
+    def restart(self, *, wipe: bool = False) -> None:
+        """Stop and start again; ``wipe`` empties the data directory in between (a replaced
+        node, or a failover to a replica that had nothing yet)."""
         self.stop()
+        if wipe:
+            for path in self.data_dir.iterdir():
+                if path.name != "redis.log":
+                    shutil.rmtree(path) if path.is_dir() else path.unlink()
         self.start()
 
     def close(self) -> None:

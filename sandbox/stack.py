@@ -217,11 +217,11 @@ class LocalStack:
         self.processes.append(process)
         return process
 
-    def restart_redis(self) -> None:
+    def restart_redis(self, *, wipe: bool = False) -> None:
         """Restart the embedded Redis (same port and data) under the running processes."""
         if self._embedded is None:
             raise RuntimeError("only an embedded Redis can be restarted")
-        self._embedded.restart()
+        self._embedded.restart(wipe=wipe)
 
     def start_beat(self, **env: str) -> Process:
         """``celery -A tasks beat`` (the Procfile's beat), its schedule file in the log dir."""

@@ -27,6 +27,13 @@ def policy_of(runtime: Runtime) -> RetryPolicy:
     )
 
 
+def _payload_hash(body: str) -> str:
+    try:
+        return _parse(body).envelope.payload_hash
+    except MalformedEvent:
+        return ""
+
+
 def _parse(body: str) -> DeliveryEvent:
     event = parse_delivery_event(body)
     if not isinstance(event, DeliveryEvent):
@@ -70,7 +77,7 @@ def _after_error(
         return step
     if isinstance(step, GiveUp):
         log.warning("sync_gave_up_waiting", reason=step.reason)
-        runtime.ledger.complete(dedup_key, how="api_behind")
+        runtime.ledger.complete(dedup_key, how="api_behind", payload_hash=_payload_hash(body))
         return "api_behind"
     return _park(step, body, dedup_key, runtime, exc, failures=failures, busy=busy)
 
@@ -90,6 +97,8 @@ def _park(
     except DeadLetterUnavailable:
         log.error("park_failed_retrying", kind=step.kind)
         return Retry(runtime.settings.task_retry_cap_seconds, failures, busy)
-    runtime.ledger.forget(dedup_key)
+    # The poller deletes the held message (or, without a DLQ, leaves it to come back after
+    # its visibility timeout, so that the queue's own redrive policy applies).
+    runtime.ledger.mark_parked(dedup_key, step.kind)
     log.error("event_parked", kind=step.kind, reason=step.reason, error_type=type(exc).__name__)
     return f"parked:{step.kind}"

@@ -87,8 +87,8 @@ def sync_event(event: DeliveryEvent, deps: SyncDeps, *, may_wait_for_api: bool =
     if lease is None:
         return Outcome.ALREADY_DONE
     try:
-        if lease.last is not None and lease.last.rank >= implied:
-            deps.deliveries.finish(lease, complete=(key, Outcome.NO_NEWS))
+        if lease.shows(implied, event.implied_state):
+            deps.deliveries.finish(lease, complete=(key, Outcome.NO_NEWS, envelope.payload_hash))
             return Outcome.NO_NEWS
         snapshot = _read_snapshot(ref, deps)
         outcome, record = _apply(
@@ -99,7 +99,8 @@ def sync_event(event: DeliveryEvent, deps: SyncDeps, *, may_wait_for_api: bool =
             deps,
         )
         behind = snapshot.rank < implied and may_wait_for_api
-        deps.deliveries.finish(lease, record=record, complete=None if behind else (key, outcome))
+        done = None if behind else (key, str(outcome), envelope.payload_hash)
+        deps.deliveries.finish(lease, record=record, complete=done)
     except BaseException:
         deps.deliveries.release(lease)
         raise

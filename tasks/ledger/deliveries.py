@@ -25,36 +25,8 @@ import redis
 from tasks.delivery.guard import Pushed
 from tasks.errors import DeliveryBusy
 from tasks.keys import DeliveryRef, Keys
+from tasks.ledger import scripts
 from tasks.redis_outage import UNAVAILABLE, redis_outage, text
-
-# KEYS: lock, delivery record, event record (or the lock again when there is no event).
-# ARGV: token, lock ttl (ms), has event (0/1).
-_BEGIN = """
-if ARGV[3] == '1' and redis.call('HGET', KEYS[3], 'state') == 'done' then return {'done'} end
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {'busy'} end
-local last = redis.call('HMGET', KEYS[2], 'fp', 'rank')
-return {'locked', last[1] or '', last[2] or ''}
-"""
-
-# KEYS: lock, delivery record, open-deliveries index, event record, queued index.
-# ARGV: token, now, state ttl, done ttl, ref, record (0/1), fp, rank, state, terminal (0/1),
-#       complete (0/1), dedup key, how.
-_FINISH = """
-if ARGV[6] == '1' then
-  redis.call('HSET', KEYS[2], 'fp', ARGV[7], 'rank', ARGV[8], 'state', ARGV[9], 'at', ARGV[2])
-  redis.call('EXPIRE', KEYS[2], ARGV[3])
-  if ARGV[10] == '1' then redis.call('ZREM', KEYS[3], ARGV[5])
-  else redis.call('ZADD', KEYS[3], ARGV[2], ARGV[5]) end
-end
-if ARGV[11] == '1' then
-  redis.call('HSET', KEYS[4], 'state', 'done', 'at', ARGV[2], 'how', ARGV[13])
-  redis.call('HDEL', KEYS[4], 'body')
-  redis.call('EXPIRE', KEYS[4], ARGV[4])
-  redis.call('ZREM', KEYS[5], ARGV[12])
-end
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-return 1
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +36,21 @@ class Lease:
     ref: DeliveryRef
     token: str
     last: Pushed | None
+    #: the state last pushed ('' when none)
+    last_state: str = ""
+
+    def shows(self, implied_rank: int, implied_state: str) -> bool:
+        """The pushed state already covers an event implying ``implied_state``: a later
+        state, or this very one (DELIVERED and CANCELLED share a rank, and differ)."""
+        if self.last is None:
+            return False
+        return self.last.rank > implied_rank or (
+            self.last.rank == implied_rank and self.last_state == implied_state
+        )
+
+
+#: an event to mark done: (dedup key, how, payload hash)
+Completion = tuple[str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +83,8 @@ class DeliveryStates:
         self._lock_ttl_ms = int(lock_ttl * 1000)
         self._lock_wait = lock_wait
         self._clock, self._sleep = clock, sleep
-        self._begin = client.register_script(_BEGIN)
-        self._finish = client.register_script(_FINISH)
+        self._begin = client.register_script(scripts.BEGIN)
+        self._finish = client.register_script(scripts.FINISH)
 
     def begin(self, ref: DeliveryRef, dedup_key: str | None = None) -> Lease | None:
         """Take the delivery's lock; None when ``dedup_key``'s event is already done.
@@ -118,7 +105,7 @@ class DeliveryStates:
                 return None
             if reply[0] == "locked":
                 last = Pushed(reply[1], int(reply[2])) if reply[1] and reply[2] else None
-                return Lease(ref, token, last)
+                return Lease(ref, token, last, reply[3])
             if self._clock() >= deadline:
                 raise DeliveryBusy(f"delivery {ref} is locked by another worker")
             self._sleep(delay)
@@ -129,9 +116,9 @@ class DeliveryStates:
         lease: Lease,
         *,
         record: Record | None = None,
-        complete: tuple[str, str] | None = None,
+        complete: Completion | None = None,
     ) -> None:
-        """Record a push, complete an event (dedup key, how), release the lock: one step."""
+        """Record a push, complete an event, release the lock: one step."""
         self._run_finish(lease.ref, lease.token, record, complete)
 
     def release(self, lease: Lease) -> None:
@@ -148,9 +135,9 @@ class DeliveryStates:
         ref: DeliveryRef,
         token: str,
         record: Record | None,
-        complete: tuple[str, str] | None,
+        complete: Completion | None,
     ) -> None:
-        dedup_key, how = complete or ("", "")
+        dedup_key, how, payload_hash = complete or ("", "", "")
         keys = [
             self._keys.delivery_lock(ref),
             self._keys.delivery(ref),
@@ -172,6 +159,7 @@ class DeliveryStates:
             "1" if complete else "0",
             dedup_key,
             how,
+            payload_hash,
         ]
         with redis_outage():
             self._finish(keys=keys, args=args)

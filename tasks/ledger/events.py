@@ -1,8 +1,11 @@
-"""The dedup ledger (design.md section 4): one Redis hash per event id.
+"""The dedup ledger (design.md section 4): one Redis hash per event id, and the only
+code that changes one (the delivery finish script uses this module's ``done`` fragment).
 
 States: ``claimed`` (poller, before publishing) → ``queued`` (publish confirmed; keeps
-the body so the sweep can re-dispatch a lost task) → ``done``. Every transition is one
-Lua script or one MULTI transaction: never read-then-write.
+the body so the sweep can re-dispatch a lost task) → ``done``; or ``parked`` (in the DLQ;
+a replay claims it anew). Every transition is one Lua script: never read-then-write.
+The records may vanish (a Redis failover): the poller, which holds each message until its
+event is settled, then claims and dispatches the event again.
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ from typing import Any
 import redis
 
 from tasks.keys import DeliveryRef, Keys
+from tasks.ledger import scripts
 from tasks.redis_outage import guarded, text
 
 
 class Claim(StrEnum):
     NEW = "new"  # claimed now: publish it
-    DUPLICATE = "duplicate"  # already queued or done: delete the message
-    INFLIGHT = "inflight"  # another poller holds the claim: leave the message in SQS
+    DONE = "done"  # already done: delete the message
+    QUEUED = "queued"  # published already, its task not finished: hold the message
+    INFLIGHT = "inflight"  # another poller claimed it and is publishing: hold the message
     CONFLICT = "conflict"  # same id, different payload: park it
     NO_NEWS = "no_news"  # the delivery already shows this state or a later one: done
 
@@ -35,63 +40,7 @@ class ClaimRequest:
     #: no-news shortcut; None for events outside the delivery family
     delivery: DeliveryRef | None = None
     implied_rank: int = -1
-
-
-# KEYS: per request [event key, delivery key]; ARGV: now, claim_ttl, done_ttl, then per
-# request [payload hash, implied rank]. One reply per request.
-_CLAIM = """
-local now, claim_ttl, done_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local out = {}
-for i = 1, #KEYS, 2 do
-  local ekey, dkey = KEYS[i], KEYS[i + 1]
-  local hash, implied = ARGV[3 + i], tonumber(ARGV[4 + i])
-  local found = redis.call('HMGET', ekey, 'state', 'hash')
-  if found[1] then
-    if found[2] ~= hash then out[#out + 1] = 'conflict'
-    elseif found[1] == 'claimed' then out[#out + 1] = 'inflight'
-    else out[#out + 1] = 'duplicate' end
-  else
-    local pushed = tonumber(redis.call('HGET', dkey, 'rank') or '-1')
-    if implied >= 0 and pushed >= implied then
-      redis.call('HSET', ekey, 'state', 'done', 'hash', hash, 'at', now, 'how', 'no_news')
-      redis.call('EXPIRE', ekey, done_ttl)
-      out[#out + 1] = 'no_news'
-    else
-      redis.call('HSET', ekey, 'state', 'claimed', 'hash', hash, 'at', now)
-      redis.call('EXPIRE', ekey, claim_ttl)
-      out[#out + 1] = 'new'
-    end
-  end
-end
-return out
-"""
-
-# KEYS: event keys, then the queued index; ARGV: now, ttl, then per event: dedup key, body.
-_MARK_QUEUED = """
-local index, now, ttl, moved = KEYS[#KEYS], ARGV[1], tonumber(ARGV[2]), 0
-for i = 1, #KEYS - 1 do
-  local state = redis.call('HGET', KEYS[i], 'state')
-  if state == 'claimed' or state == 'queued' then
-    redis.call('HSET', KEYS[i], 'state', 'queued', 'body', ARGV[2 + 2 * i], 'at', now)
-    redis.call('EXPIRE', KEYS[i], ttl)
-    redis.call('ZADD', index, now, ARGV[1 + 2 * i])
-    moved = moved + 1
-  end
-end
-return moved
-"""
-
-# KEYS: event keys; ARGV: allowed states joined by ','. Deletes records in those states.
-_RELEASE = """
-local n = 0
-for i = 1, #KEYS do
-  local state = redis.call('HGET', KEYS[i], 'state')
-  if state and string.find(',' .. ARGV[1] .. ',', ',' .. state .. ',', 1, true) then
-    redis.call('DEL', KEYS[i]); n = n + 1
-  end
-end
-return n
-"""
+    implied_state: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +66,12 @@ class Ledger:
         self._keys = keys
         self._claim_ttl, self._queued_ttl, self._done_ttl = claim_ttl, queued_ttl, done_ttl
         self._clock = clock
-        self._claim = client.register_script(_CLAIM)
-        self._release = client.register_script(_RELEASE)
-        self._mark_queued = client.register_script(_MARK_QUEUED)
+        self._claim = client.register_script(scripts.CLAIM)
+        self._release = client.register_script(scripts.RELEASE)
+        self._mark_queued = client.register_script(scripts.MARK_QUEUED)
+        self._complete = client.register_script(scripts.COMPLETE)
+        self._park = client.register_script(scripts.PARK)
+        self._states = client.register_script(scripts.STATES)
 
     def claim(self, requests: Sequence[ClaimRequest]) -> list[Claim]:
         """Claim a whole batch in one round trip; one answer per request, in order."""
@@ -131,7 +83,7 @@ class Ledger:
             event_key = self._keys.event(req.dedup_key)
             # a non-delivery event has no delivery record: its own key stands in
             keys += [event_key, self._keys.delivery(req.delivery) if req.delivery else event_key]
-            argv += [req.payload_hash, req.implied_rank if req.delivery else -1]
+            argv += [req.payload_hash, req.implied_rank if req.delivery else -1, req.implied_state]
         replies = guarded(lambda: self._claim(keys=keys, args=argv))
         return [Claim(r.decode() if isinstance(r, bytes) else r) for r in replies]
 
@@ -161,30 +113,25 @@ class Ledger:
         raw = guarded(lambda: self._r.hget(self._keys.event(dedup_key), "state"))
         return raw.decode() if isinstance(raw, bytes) else raw
 
-    def complete(self, dedup_key: str, how: str) -> None:
+    def states(self, dedup_keys: Sequence[str]) -> list[str | None]:
+        """The state of each event (None when its record is gone), in one round trip."""
+        if not dedup_keys:
+            return []
+        keys = [self._keys.event(k) for k in dedup_keys]
+        replies = guarded(lambda: self._states(keys=keys))
+        return [text(r) or None for r in replies]
+
+    def complete(self, dedup_key: str, how: str, payload_hash: str = "") -> None:
         """The event's work is finished: keep a `done` record for the retention period."""
-        key = self._keys.event(dedup_key)
+        keys = [self._keys.event(dedup_key), self._keys.queued_index]
+        args: list[str | float] = [self._clock(), self._done_ttl, how, payload_hash, dedup_key]
+        guarded(lambda: self._complete(keys=keys, args=args))
 
-        def run() -> None:
-            with self._r.pipeline(transaction=True) as pipe:
-                pipe.hset(key, mapping={"state": "done", "at": self._clock(), "how": how})
-                pipe.hdel(key, "body")
-                pipe.expire(key, self._done_ttl)
-                pipe.zrem(self._keys.queued_index, dedup_key)
-                pipe.execute()
-
-        guarded(run)
-
-    def forget(self, dedup_key: str) -> None:
-        """Drop the record (after parking), so that a replay from the DLQ runs again."""
-
-        def run() -> None:
-            with self._r.pipeline(transaction=True) as pipe:
-                pipe.delete(self._keys.event(dedup_key))
-                pipe.zrem(self._keys.queued_index, dedup_key)
-                pipe.execute()
-
-        guarded(run)
+    def mark_parked(self, dedup_key: str, kind: str) -> None:
+        """The event is in the DLQ: the poller deletes its message, a replay runs it again."""
+        keys = [self._keys.event(dedup_key), self._keys.queued_index]
+        args: list[str | float] = [self._clock(), self._queued_ttl, dedup_key, kind]
+        guarded(lambda: self._park(keys=keys, args=args))
 
     def postpone_sweep(self, dedup_key: str, seconds: float) -> None:
         """A retry is scheduled: keep the sweep away from this event until it is due."""

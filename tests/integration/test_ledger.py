@@ -21,25 +21,31 @@ def test_a_batch_is_claimed_in_one_call_with_one_answer_per_event(
     ledger: Ledger, redis_client: redis.Redis, key_prefix: str
 ) -> None:
     ref = DeliveryRef("bp", "322-L-1", "d-1")
-    redis_client.hset(Keys(key_prefix).delivery(ref), mapping={"fp": "x", "rank": 1})
+    redis_client.hset(
+        Keys(key_prefix).delivery(ref), mapping={"fp": "x", "rank": 1, "state": "IN_TRANSIT"}
+    )
     ledger.claim([ClaimRequest("queued-1", "h")])
     ledger.mark_queued([QueuedEvent("queued-1", "{}")])
     ledger.claim([ClaimRequest("claimed-1", "h")])
+    ledger.claim([ClaimRequest("done-1", "h")])
+    ledger.complete("done-1", how="pushed")
     answers = ledger.claim(
         [
             ClaimRequest("fresh", "h"),
             ClaimRequest("queued-1", "h"),
             ClaimRequest("queued-1", "other-hash"),
             ClaimRequest("claimed-1", "h"),
-            ClaimRequest("twin", "h", ref, implied_rank=1),  # IN_TRANSIT already pushed
-            ClaimRequest("news", "h", ref, implied_rank=2),  # DELIVERED is news
+            ClaimRequest("done-1", "h"),
+            ClaimRequest("twin", "h", ref, implied_rank=1, implied_state="IN_TRANSIT"),
+            ClaimRequest("news", "h", ref, implied_rank=2, implied_state="DELIVERED"),
         ]
     )
     assert answers == [
         Claim.NEW,
-        Claim.DUPLICATE,
+        Claim.QUEUED,
         Claim.CONFLICT,
         Claim.INFLIGHT,
+        Claim.DONE,
         Claim.NO_NEWS,
         Claim.NEW,
     ]
@@ -105,3 +111,39 @@ def test_the_sweep_re_dispatches_a_lost_task_through_the_broker(
     key = celery_queue_key(settings)
     assert key is not None and redis_client.llen(key) == 1
     assert ledger.stale_queued(older_than=5, limit=10) == []
+
+
+def test_cancelled_after_delivered_is_news_though_both_are_terminal(
+    ledger: Ledger, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    # Given DELIVERED was pushed for a delivery (rank 2, as CANCELLED)
+    ref = DeliveryRef("bp", "322-L-2", "d-1")
+    redis_client.hset(
+        Keys(key_prefix).delivery(ref), mapping={"fp": "x", "rank": 2, "state": "DELIVERED"}
+    )
+    # When a CANCELLED event and a DELIVERED twin are claimed
+    answers = ledger.claim(
+        [
+            ClaimRequest("cancelled", "h", ref, implied_rank=2, implied_state="CANCELLED"),
+            ClaimRequest("delivered", "h", ref, implied_rank=2, implied_state="DELIVERED"),
+        ]
+    )
+    # Then the CANCELLED one is asked about (a task), the twin costs nothing
+    assert answers == [Claim.NEW, Claim.NO_NEWS]
+
+
+def test_a_done_record_redis_rebuilt_without_its_hash_is_no_conflict(ledger: Ledger) -> None:
+    # Given an event completed by a task after Redis lost its record (no claim, no hash)
+    ledger.complete("rebuilt", how="pushed", payload_hash="h")
+    ledger.complete("no-hash", how="pushed")
+    # When copies of them arrive
+    answers = ledger.claim([ClaimRequest("rebuilt", "h"), ClaimRequest("no-hash", "h")])
+    # Then they are duplicates of a done event, never conflicts
+    assert answers == [Claim.DONE, Claim.DONE]
+
+
+def test_a_parked_event_is_claimed_anew_when_replayed(ledger: Ledger) -> None:
+    ledger.claim([ClaimRequest("parked", "h")])
+    ledger.mark_parked("parked", "permanent-api-error")
+    assert ledger.states(["parked", "gone"]) == ["parked", None]
+    assert ledger.claim([ClaimRequest("parked", "h")]) == [Claim.NEW]

@@ -43,6 +43,17 @@ class Rig:
     def poll(self, times: int = 1) -> None:
         self.poller.run(threading.Event(), max_polls=self.poller.totals.polls + times)
 
+    def work(self) -> int:
+        """Stand in for the Celery workers: every `queued` event is done now."""
+        prefix = self.settings.redis_key_prefix + "evt:"
+        ledger = make_ledger(self.redis, self.settings)
+        finished = 0
+        for key in self.redis.scan_iter(match=prefix + "*"):
+            if self.redis.hget(key, "state") == b"queued":
+                ledger.complete(key.decode()[len(prefix) :], how="pushed")
+                finished += 1
+        return finished
+
     def broker_depth(self) -> int:
         key = broker_prefix(self.settings) + self.settings.celery_queue
         return int(self.redis.llen(key))
@@ -116,21 +127,28 @@ def delivered(order: str = "322-AAA-1", delivery: str = "d-1", **kw: object) -> 
     )  # type: ignore[arg-type]
 
 
-def test_new_event_is_published_recorded_queued_and_deleted(rig: Rig) -> None:
+def test_new_event_is_published_recorded_queued_and_held_until_done(rig: Rig) -> None:
     # Given one delivery event in the queue
     event = delivered()
     rig.send(to_body(event))
     # When the poller polls once
     rig.poll()
-    # Then one task carries the body and the dedup key, the ledger says queued, SQS is empty
+    # Then one task carries the body and the dedup key, the ledger says queued, and the
+    # message stays in SQS (held, then handed back as the poll ended: its task runs)
     messages = rig.broker_messages()
     assert len(messages) == 1
     assert messages[0]["headers"]["task"] == "bwp.sync_delivery"  # type: ignore[index]
     key = Keys(rig.settings.redis_key_prefix).event(event["detail"]["idempotencyKey"])  # type: ignore[index]
     assert rig.redis.hget(key, "state") == b"queued"
     assert json.loads(rig.redis.hget(key, "body")) == event  # type: ignore[arg-type]
-    assert rig.counts(rig.queue_url) == (0, 0)
+    assert rig.counts(rig.queue_url) == (1, 0)
     assert rig.poller.totals.dispatched == 1
+    # When its task is done and the message comes back
+    assert rig.work() == 1
+    rig.poll()
+    # Then it is deleted, and no second task was published
+    assert rig.counts(rig.queue_url) == (0, 0)
+    assert rig.broker_depth() == 1
 
 
 def test_redelivered_message_is_dispatched_once(rig: Rig) -> None:
@@ -139,7 +157,12 @@ def test_redelivered_message_is_dispatched_once(rig: Rig) -> None:
     rig.send(body)
     rig.poll(2)
     assert rig.broker_depth() == 1
-    assert rig.poller.totals.duplicates == 1
+    # a copy is deleted only while another copy is held: one message is left
+    assert rig.counts(rig.queue_url) == (1, 0)
+    rig.work()
+    rig.poll()
+    assert rig.broker_depth() == 1
+    assert rig.poller.totals.duplicates == 2
     assert rig.counts(rig.queue_url) == (0, 0)
 
 
@@ -157,7 +180,8 @@ def test_delivered_event_for_a_delivery_already_delivered_costs_no_task(rig: Rig
     # Given the ledger shows DELIVERED already pushed for the delivery
     ref = DeliveryRef("bp-1", "322-AAA-1", "d-1")
     rig.redis.hset(
-        Keys(rig.settings.redis_key_prefix).delivery(ref), mapping={"fp": "x", "rank": 2}
+        Keys(rig.settings.redis_key_prefix).delivery(ref),
+        mapping={"fp": "x", "rank": 2, "state": "DELIVERED"},
     )
     # When a twin DELIVERY_COMPLETED arrives
     twin = build_event(

@@ -87,7 +87,10 @@ def test_a_redis_outage_pauses_intake_and_the_poller_recovers_by_itself(
             # When Redis is back, the poller resumes by itself
             server.start()
             wait_for(lambda: rig.poller.totals.dispatched == 2, timeout=30)
-            assert rig.counts(rig.queue_url) == (0, 0)
+            # held in flight until their tasks are done
+            assert rig.counts(rig.queue_url) == (0, 2)
+            assert rig.work() == 2
+            wait_for(lambda: rig.counts(rig.queue_url) == (0, 0))
         rig.redis.close()
 
 

@@ -122,7 +122,6 @@ def test_settings_are_frozen() -> None:
         ("LOG_LEVEL", "verbose"),
         ("BWP_API_VERSION", "2023-01-01"),
         ("UNSUPPORTED_EVENTS", "drop"),
-        ("SQS_BATCH_SIZE", "11"),
         ("SQS_WAIT_TIME_SECONDS", "21"),
         ("HTTP_TIMEOUT_SECONDS", "0"),
         ("HTTP_MAX_ATTEMPTS", "0"),

@@ -1,8 +1,11 @@
-"""The long-running SQS poller: receive a batch, validate, dedup, dispatch, delete.
+"""The long-running SQS poller: receive, validate, claim, dispatch — and hold each message
+until its event is settled (design.md section 3.1).
 
-A message is deleted only once its event is owned elsewhere (design.md section 3.1):
-published to the broker with its ledger record `queued`, recognised as a duplicate of an
-owned event, or parked in the DLQ. Anything else stays in SQS and comes back.
+SQS stays the source of truth until the OMS has the fact: a message is deleted only when
+its event is `done`, when it is a copy of an event this poller holds another copy of, or
+when it is parked in the DLQ. Until then it is held, its visibility extended in batches.
+Held messages whose ledger record vanished (Redis lost it) are claimed and dispatched
+again. Anything not handed off stays in SQS and comes back.
 """
 
 from __future__ import annotations
@@ -11,8 +14,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -23,10 +25,12 @@ from tasks.errors import LedgerUnavailable, MalformedEvent
 from tasks.events.catalog import metric_label, rank
 from tasks.events.envelope import DeliveryEvent, Envelope, parse_delivery_event
 from tasks.keys import DeliveryRef
-from tasks.ledger.events import Claim, ClaimRequest, Ledger, QueuedEvent
+from tasks.ledger.events import ClaimRequest, Ledger
 from tasks.sqs.dlq import DeadLetters, Parcel
 from tasks.sqs.queue import AWS_ERRORS, SqsQueue
-from worker.poller.metrics import PollerMetrics
+from worker.poller.held import Held, HeldMessages
+from worker.poller.intake import Candidate, Intake, Verdicts
+from worker.poller.metrics import PollerMetrics, Totals
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -34,47 +38,33 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("bwp.poller")
 
+Inbox = queue.Queue[list["MessageTypeDef"] | None]
+
 
 @dataclass(frozen=True, slots=True)
 class PollerConfig:
     queue_url: str
-    batch_size: int = 10
     wait_seconds: int = 20
     visibility_timeout: int = 60
     park_unsupported: bool = False
     max_queue_depth: int = 0
+    #: the most messages one poller holds unsettled; intake pauses at this mark
+    max_held: int = 5000
+    #: seconds between settling ticks (one Redis round trip for everything held)
+    settle_interval: float = 1.0
     #: seconds to wait after a failed receive or an unreachable Redis
     error_backoff: float = 2.0
     #: longest pause between probes of an unreachable Redis or broker
     max_backoff: float = 30.0
     #: seconds between repeated "Redis is down" log lines
     outage_log_interval: float = 30.0
-    #: how long a stopping poller waits for its in-flight receive to come back
+    #: how long a stopping poller waits past its long poll for the receive to come back
     shutdown_grace: float = 5.0
 
-
-@dataclass
-class Totals:
-    received: int = 0
-    dispatched: int = 0
-    duplicates: int = 0
-    no_news: int = 0
-    parked: int = 0
-    unsupported: int = 0
-    left_in_queue: int = 0
-    polls: int = 0
-    handed_back: int = 0
-    by_kind: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
-class _Batch:
-    """One received batch, sorted into what happens to each message."""
-
-    delete: list[MessageTypeDef] = field(default_factory=list)
-    park: list[tuple[MessageTypeDef, Parcel]] = field(default_factory=list)
-    claims: list[tuple[MessageTypeDef, ClaimRequest, str]] = field(default_factory=list)
-    release: list[MessageTypeDef] = field(default_factory=list)
+    @property
+    def extend_margin(self) -> float:
+        """Extend a held message's visibility when this little of it is left."""
+        return max(self.visibility_timeout / 3, 3 * self.settle_interval)
 
 
 class Poller:
@@ -91,60 +81,77 @@ class Poller:
         probe: Callable[[], bool] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._ledger, self._dispatcher = ledger, dispatcher
-        self._queue = SqsQueue(sqs, config.queue_url, count=self._count_sqs)
-        self._dlq, self._cfg = dead_letters, config
+        self._ledger, self._dlq, self._cfg = ledger, dead_letters, config
         self.metrics = metrics or PollerMetrics()
-        self._queue_depth = queue_depth
-        self._clock = clock
-        self.totals = Totals()
+        self._queue = SqsQueue(sqs, config.queue_url, count=self._count_sqs)
+        self.held = HeldMessages()
+        self._intake = Intake(ledger, dispatcher, self.held, self.metrics)
+        self._queue_depth, self._probe, self._clock = queue_depth, probe, clock
         self._last_outage_log = 0.0
-        self._probe = probe
         self._in_outage = False
         self._paused_until = 0.0
         self._backoff = config.error_backoff
+        self._last_settle = 0.0
         #: SQS API requests made by this poller (tests and benchmarks count them)
         self.sqs_requests = 0
+
+    @property
+    def totals(self) -> Totals:
+        return self.metrics.totals()
 
     # --- the loop ---------------------------------------------------------------------
     def run(self, stop: threading.Event, max_polls: int | None = None) -> Totals:
         """Poll until ``stop`` is set (or ``max_polls`` receives); returns the totals.
 
         A receiver thread long-polls one batch ahead while this thread handles the
-        previous one. On stop: the batch in hand is finished, batches received but not
-        handled are made visible again, and the in-flight receive gets ``shutdown_grace``
-        seconds to come back (its messages are handed back too).
+        previous one and settles what is held. On stop, in this order: intake stops; the
+        in-flight long poll is waited for (up to its wait plus ``shutdown_grace``), since
+        it would otherwise take back what is handed back and hide it for the visibility
+        timeout; what settled meanwhile is deleted; the rest is handed back (visibility 0).
         """
         log.info("poller_started", queue_url=self._cfg.queue_url)
-        inbox: queue.Queue[list[MessageTypeDef] | None] = queue.Queue(maxsize=1)
+        inbox: Inbox = queue.Queue(maxsize=1)
+        done_receiving = threading.Event()
         receiver = threading.Thread(
-            target=self._receive_loop, args=(stop, inbox, max_polls), name="receiver", daemon=True
+            target=self._receive_loop,
+            args=(stop, inbox, max_polls, done_receiving),
+            name="receiver",
+            daemon=True,
         )
         receiver.start()
-        while not stop.is_set():
+        while not stop.is_set() and not done_receiving.is_set():
             try:
                 messages = inbox.get(timeout=0.1)
             except queue.Empty:
-                if not receiver.is_alive():
-                    break
-                continue
-            if messages is None:
+                messages = None
+            if messages:
+                self._handle_safely(messages, stop)
+            self._settle_if_due()
+            if not receiver.is_alive() and inbox.empty():
+                if not done_receiving.is_set():
+                    log.error("receiver_thread_died")
                 break
-            self._handle_safely(messages, stop)
-        receiver.join(self._cfg.shutdown_grace)
-        held = self._drain(inbox)
-        if held:
-            self.release(held)
-        if receiver.is_alive():
-            log.warning("receive_in_flight_at_exit", grace=self._cfg.shutdown_grace)
-        self.totals.handed_back += len(held)
+        self._stop(receiver, inbox)
         return self.totals
 
+    def _stop(self, receiver: threading.Thread, inbox: Inbox) -> None:
+        deadline = time.monotonic() + self._cfg.wait_seconds + self._cfg.shutdown_grace
+        while receiver.is_alive() and time.monotonic() < deadline:
+            receiver.join(0.5)
+            self._settle_if_due()
+        late = self._drain(inbox)
+        if late:
+            self.handback([m["ReceiptHandle"] for m in late])
+        if receiver.is_alive():
+            log.warning("receive_in_flight_at_exit", waited=self._cfg.wait_seconds)
+        self._settle(final=True)
+        unsettled = [h.receipt for h in self.held.all()]
+        self.held.drop(unsettled)
+        self.handback(unsettled)
+        self.metrics.held.set(0)
+
     def _receive_loop(
-        self,
-        stop: threading.Event,
-        inbox: queue.Queue[list[MessageTypeDef] | None],
-        max_polls: int | None,
+        self, stop: threading.Event, inbox: Inbox, max_polls: int | None, done: threading.Event
     ) -> None:
         while not stop.is_set() and (max_polls is None or self.totals.polls < max_polls):
             if not self._ready_to_receive(stop):
@@ -159,13 +166,16 @@ class Poller:
                 except queue.Full:
                     continue
             else:
-                self.release(messages)  # received after the stop: hand back at once
-                self.totals.handed_back += len(messages)
-        with suppress(queue.Full):
-            inbox.put(None, timeout=1.0)
+                # received after the stop (the long poll was in flight): hand back at once
+                self.handback([m["ReceiptHandle"] for m in messages])
+        # wait for the main thread to take the last batch before saying "done"
+        while not inbox.empty() and not stop.is_set():
+            time.sleep(0.05)
+        done.set()
 
     def _ready_to_receive(self, stop: threading.Event) -> bool:
-        """False (after waiting a little) while paused for an outage or backpressure."""
+        """False (after waiting a little) while paused: an outage, backpressure, or as
+        many messages held as this poller may hold."""
         if self._paused_until > self._clock():
             stop.wait(min(1.0, self._paused_until - self._clock()))
             return False
@@ -173,7 +183,7 @@ class Poller:
             self._pause()
             return False
         self._in_outage = False
-        if self._backpressure():
+        if len(self.held) >= self._cfg.max_held or self._backpressure():
             self.metrics.paused.inc()
             stop.wait(1.0)
             return False
@@ -183,144 +193,162 @@ class Poller:
         try:
             self.handle(messages)
         except Exception:  # the loop survives anything one batch does
-            # What was not deleted stays in SQS and comes back after the visibility timeout.
+            # What was neither deleted nor held comes back after the visibility timeout.
             self.metrics.errors.labels("loop").inc()
             log.exception("batch_failed")
             stop.wait(self._cfg.error_backoff)
 
     @staticmethod
-    def _drain(inbox: queue.Queue[list[MessageTypeDef] | None]) -> list[MessageTypeDef]:
-        held: list[MessageTypeDef] = []
+    def _drain(inbox: Inbox) -> list[MessageTypeDef]:
+        found: list[MessageTypeDef] = []
         while True:
             try:
                 item = inbox.get_nowait()
             except queue.Empty:
-                return held
-            held += item or []
+                return found
+            found += item or []
 
     # --- one batch --------------------------------------------------------------------
     def handle(self, messages: list[MessageTypeDef]) -> None:
-        """Sort, claim, dispatch, park and delete one received batch."""
-        self.totals.received += len(messages)
+        """Sort, claim, dispatch, park, delete and hold one received batch."""
         self.metrics.received.inc(len(messages))
         self.metrics.batch_size.observe(len(messages))
-        batch = _Batch()
+        verdicts, candidates = Verdicts(), []
         for message in messages:
-            self._sort(message, batch)
-        try:
-            self._claim_and_dispatch(batch)
-        except LedgerUnavailable as exc:
-            self._outage("redis", str(exc))
-            settled = {id(m) for m in batch.delete} | {id(m) for m, _ in batch.park}
-            batch.release = [m for m, _, _ in batch.claims if id(m) not in settled]
-        parked = self._park(batch.park)
-        self._delete(batch.delete + parked)
-        # Not handed off because Redis or the broker failed: visible again at once, so
-        # whichever poller sees its dependencies first takes them (intake is paused here).
-        self.release(batch.release)
-        self.totals.handed_back += len(batch.release)
-        self.totals.left_in_queue += len(messages) - len(batch.delete) - len(parked)
+            candidate = self._sort(message, verdicts)
+            if candidate is not None:
+                candidates.append(candidate)
+        if candidates:
+            try:
+                taken = self._intake.take(candidates)
+            except LedgerUnavailable as exc:
+                self._outage("redis", str(exc))
+                taken = Verdicts(release=[c.receipt for c in candidates])
+            verdicts = _merge(verdicts, taken)
+        self._apply(verdicts)
 
-    def _sort(self, message: MessageTypeDef, batch: _Batch) -> None:
-        body = message.get("Body", "")
+    def _sort(self, message: MessageTypeDef, verdicts: Verdicts) -> Candidate | None:
+        body, receipt = message.get("Body", ""), message["ReceiptHandle"]
         try:
             parsed = parse_delivery_event(body)
         except MalformedEvent as exc:
             log.error("message_malformed", reason=str(exc), message_id=message.get("MessageId"))
-            batch.park.append((message, Parcel(body, "malformed", str(exc))))
-            return
+            verdicts.park.append((receipt, Parcel(body, "malformed", str(exc))))
+            return None
         envelope = parsed.envelope if isinstance(parsed, DeliveryEvent) else parsed
         self._observe_age(envelope)
         if isinstance(parsed, Envelope):
-            self._unsupported(message, parsed, batch)
-            return
+            self._unsupported(receipt, body, parsed, verdicts)
+            return None
         ref = DeliveryRef(parsed.business_product_id, parsed.order_id, parsed.delivery_id)
-        request = ClaimRequest(
-            envelope.dedup_key, envelope.payload_hash, ref, rank(parsed.implied_state)
-        )
-        batch.claims.append((message, request, body))
+        state = parsed.implied_state
+        request = ClaimRequest(envelope.dedup_key, envelope.payload_hash, ref, rank(state), state)
+        return Candidate(receipt, request, body)
 
-    def _unsupported(self, message: MessageTypeDef, envelope: Envelope, batch: _Batch) -> None:
-        self.totals.unsupported += 1
+    def _unsupported(self, receipt: str, body: str, envelope: Envelope, verdicts: Verdicts) -> None:
         self.metrics.unsupported.labels(metric_label(envelope.detail_type)).inc()
         if self._cfg.park_unsupported:
             reason = f"detail-type {envelope.detail_type[:64]!r} is not handled"
-            batch.park.append(
-                (
-                    message,
-                    Parcel(message.get("Body", ""), "unsupported", reason, envelope.dedup_key),
-                )
-            )
+            parcel = Parcel(body, "unsupported", reason, envelope.dedup_key)
+            verdicts.park.append((receipt, parcel))
         else:
             log.info("event_unsupported_acknowledged", detail_type=envelope.detail_type[:64])
-            batch.delete.append(message)
+            verdicts.delete.append(receipt)
 
-    def _claim_and_dispatch(self, batch: _Batch) -> None:
-        if not batch.claims:
+    def _apply(self, verdicts: Verdicts) -> None:
+        if self._intake.broker_failed:
+            self._intake.broker_failed = False
+            self._outage("broker", f"{len(verdicts.release)} publishes not confirmed")
+        parked = self._park(verdicts.park)
+        self._delete(verdicts.delete + parked)
+        now = self._clock()
+        for candidate in verdicts.hold:
+            self.held.add(
+                Held(
+                    candidate.receipt,
+                    candidate.request,
+                    candidate.body,
+                    visible_at=now + self._cfg.visibility_timeout,
+                    received_at=now,
+                )
+            )
+        self.metrics.held.set(len(self.held))
+        # Not handed off because Redis or the broker failed: visible again at once, so
+        # whichever poller sees its dependencies first takes them (intake is paused here).
+        self.handback(verdicts.release)
+
+    # --- settling what is held --------------------------------------------------------
+    def _settle_if_due(self) -> None:
+        if self.held and self._clock() - self._last_settle >= self._cfg.settle_interval:
+            self._settle()
+
+    def _settle(self, *, final: bool = False) -> None:
+        """One tick: read every held event's state in one round trip; delete the settled
+        messages, claim again those whose record vanished, extend the visibility of the
+        rest before it runs out. On the ``final`` tick nothing is dispatched."""
+        self._last_settle = self._clock()
+        if not self.held:
             return
-        # A message repeated inside one batch follows its first copy's fate.
-        leaders: dict[str, tuple[MessageTypeDef, ClaimRequest, str]] = {}
-        followers: list[tuple[MessageTypeDef, ClaimRequest, str]] = []
-        for claim in batch.claims:
-            if claim[1].dedup_key in leaders:
-                followers.append(claim)
-            else:
-                leaders[claim[1].dedup_key] = claim
-        batch.claims = list(leaders.values())
-        self._claim_leaders(batch)
-        deleted = {id(m) for m in batch.delete}
-        for message, request, body in followers:
-            leader = leaders[request.dedup_key]
-            if leader[1].payload_hash != request.payload_hash:
-                reason = "same event id arrived in the same batch with a different payload"
-                batch.park.append((message, Parcel(body, "conflict", reason, request.dedup_key)))
-            elif id(leader[0]) in deleted:
-                self._count_duplicate(Claim.DUPLICATE)
-                batch.delete.append(message)
+        keys = self.held.dedup_keys()
+        try:
+            states = dict(zip(keys, self._ledger.states(keys), strict=True))
+        except LedgerUnavailable as exc:
+            self._outage("redis", str(exc))
+            states = {}
+        settled = [h for h in self.held.all() if states.get(h.request.dedup_key) in _SETTLED]
+        if not self._dlq.configured:
+            # parked without a DLQ: let it come back after its visibility timeout, so that
+            # the queue's own redrive policy applies
+            let_go = [h for h in settled if states[h.request.dedup_key] == "parked"]
+            self.held.drop(h.receipt for h in let_go)
+            settled = [h for h in settled if h not in let_go]
+        self.held.drop(h.receipt for h in settled)
+        self._delete([h.receipt for h in settled])
+        for how in (states[h.request.dedup_key] for h in settled):
+            self.metrics.settled.labels(how).inc()
+        lost = [
+            h
+            for h in self.held.all()
+            if h.request.dedup_key in states and not states[h.request.dedup_key]
+        ]
+        if lost and not final:
+            self._claim_again(lost)
+        self._extend()
+        self.metrics.held.set(len(self.held))
 
-    def _claim_leaders(self, batch: _Batch) -> None:
-        answers = self._ledger.claim([request for _, request, _ in batch.claims])
-        fresh: list[tuple[MessageTypeDef, QueuedEvent]] = []
-        for (message, request, body), answer in zip(batch.claims, answers, strict=True):
-            if answer is Claim.NEW:
-                fresh.append((message, QueuedEvent(request.dedup_key, body)))
-            elif answer in (Claim.DUPLICATE, Claim.NO_NEWS):
-                self._count_duplicate(answer)
-                batch.delete.append(message)
-            elif answer is Claim.CONFLICT:
-                log.error("event_id_conflict", event_key=request.dedup_key)
-                reason = "same event id arrived earlier with a different payload"
-                batch.park.append((message, Parcel(body, "conflict", reason, request.dedup_key)))
-            else:
-                self.metrics.inflight.inc()
-        if fresh:
-            self._dispatch(fresh, batch)
+    def _claim_again(self, lost: list[Held]) -> None:
+        candidates = [Candidate(h.receipt, h.request, h.body) for h in lost]
+        try:
+            verdicts = self._intake.take(candidates, again=True)
+        except LedgerUnavailable as exc:
+            self._outage("redis", str(exc))
+            return
+        # held already: only what no longer belongs in the table leaves it
+        self.held.drop(verdicts.delete + verdicts.release + [r for r, _ in verdicts.park])
+        verdicts.hold = []
+        self._apply(verdicts)
 
-    def _count_duplicate(self, answer: Claim) -> None:
-        if answer is Claim.NO_NEWS:
-            self.totals.no_news += 1
-            self.metrics.twins.inc()
-        else:
-            self.totals.duplicates += 1
-            self.metrics.duplicates.inc()
-
-    def _dispatch(self, fresh: list[tuple[MessageTypeDef, QueuedEvent]], batch: _Batch) -> None:
-        confirmed = self._dispatcher.publish([event for _, event in fresh])
-        sent = [(m, e) for (m, e), ok in zip(fresh, confirmed, strict=True) if ok]
-        failed = [e.dedup_key for (_, e), ok in zip(fresh, confirmed, strict=True) if not ok]
+    def _extend(self) -> None:
+        now = self._clock()
+        extend, let_go = self.held.due(now, self._cfg.extend_margin, self._cfg.visibility_timeout)
+        if let_go:
+            # SQS's 12-hour cap: it comes back as a new receipt and is held again
+            self.held.drop(h.receipt for h in let_go)
+            log.info("held_past_the_in_flight_cap_let_go", count=len(let_go))
+        if not extend:
+            return
+        failed = set(self._queue.extend([h.receipt for h in extend], self._cfg.visibility_timeout))
+        self.held.extended(
+            [h for h in extend if h.receipt not in failed], now + self._cfg.visibility_timeout
+        )
         if failed:
-            batch.release.extend(m for (m, _), ok in zip(fresh, confirmed, strict=True) if not ok)
-            self._outage("broker", f"{len(failed)} publishes not confirmed")
-            self._ledger.release_claims(failed)
-        # Only a `queued` record lets the sweep recover a lost task: delete after it.
-        self._ledger.mark_queued([event for _, event in sent])
-        batch.delete.extend(message for message, _ in sent)
-        self.totals.dispatched += len(sent)
-        self.metrics.dispatched.inc(len(sent))
+            # a receipt SQS refuses is stale (the message came back): it is held anew
+            # when received again
+            self.metrics.errors.labels("extend").inc()
+            self.held.drop(failed)
 
     # --- SQS --------------------------------------------------------------------------
     def _receive(self, stop: threading.Event) -> list[MessageTypeDef] | None:
-        self.totals.polls += 1
         try:
             messages = self._queue.receive(
                 wait_seconds=self._cfg.wait_seconds,
@@ -334,33 +362,31 @@ class Poller:
         self.metrics.beat(self._clock())
         return messages
 
-    def _park(self, items: list[tuple[MessageTypeDef, Parcel]]) -> list[MessageTypeDef]:
+    def _park(self, items: list[tuple[str, Parcel]]) -> list[str]:
         if not items:
             return []
         flags = self._dlq.park([parcel for _, parcel in items])
         if self._dlq.configured:
             self._count_sqs("park", (len(items) + 9) // 10)
-        parked: list[MessageTypeDef] = []
-        for (message, parcel), ok in zip(items, flags, strict=True):
+        parked: list[str] = []
+        for (receipt, parcel), ok in zip(items, flags, strict=True):
             if ok:
-                parked.append(message)
-                self.totals.parked += 1
-                self.totals.by_kind[parcel.kind] = self.totals.by_kind.get(parcel.kind, 0) + 1
+                parked.append(receipt)
                 self.metrics.parked.labels(parcel.kind).inc()
             else:
-                log.error(
-                    "message_not_parked", kind=parcel.kind, message_id=message.get("MessageId")
-                )
+                log.error("message_not_parked", kind=parcel.kind, event_key=parcel.event_id)
         return parked
 
-    def _delete(self, messages: list[MessageTypeDef]) -> None:
-        # Not deleted: the message comes back and is recognised as a duplicate.
-        if self._queue.delete([m["ReceiptHandle"] for m in messages]):
+    def _delete(self, receipts: list[str]) -> None:
+        # Not deleted: the message comes back and is recognised by the ledger.
+        if receipts and self._queue.delete(receipts):
             self.metrics.errors.labels("delete").inc()
 
-    def release(self, messages: list[MessageTypeDef]) -> None:
-        """Make held messages visible again at once (shutdown hands them back)."""
-        self._queue.release([m["ReceiptHandle"] for m in messages])
+    def handback(self, receipts: list[str]) -> None:
+        """Make messages visible again at once (not handed off, or shutting down)."""
+        if receipts:
+            self._queue.release(receipts)
+            self.metrics.handed_back.inc(len(receipts))
 
     def _count_sqs(self, action: str, requests: int = 1) -> None:
         self.sqs_requests += requests
@@ -414,3 +440,15 @@ class Poller:
             self._backoff = self._cfg.error_backoff
             log.info("dependencies_back_intake_resumed")
         return ok
+
+
+_SETTLED = frozenset({"done", "parked"})
+
+
+def _merge(first: Verdicts, second: Verdicts) -> Verdicts:
+    return Verdicts(
+        first.delete + second.delete,
+        first.hold + second.hold,
+        first.park + second.park,
+        first.release + second.release,
+    )

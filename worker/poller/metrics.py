@@ -9,10 +9,30 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+
+@dataclass(frozen=True)
+class Totals:
+    """What a poller did, read from its metrics (the counters are kept once, there)."""
+
+    received: int = 0
+    dispatched: int = 0
+    redispatched: int = 0
+    duplicates: int = 0
+    no_news: int = 0
+    parked: int = 0
+    unsupported: int = 0
+    polls: int = 0
+    handed_back: int = 0
+    held: int = 0
+    settled: int = 0
+    extensions: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
 
 
 class PollerMetrics:
@@ -64,6 +84,25 @@ class PollerMetrics:
         self.paused = Counter(
             "bwp_backpressure_pauses", "Polls skipped: Celery queue too deep", registry=r
         )
+        self.held = Gauge(
+            "bwp_held_messages", "Messages held in flight until their event settles", registry=r
+        )
+        self.settled = Counter(
+            "bwp_held_settled",
+            "Held messages deleted because their event settled",
+            ["how"],
+            registry=r,
+        )
+        self.redispatched = Counter(
+            "bwp_events_redispatched",
+            "Held events dispatched again because their ledger record vanished",
+            registry=r,
+        )
+        self.handed_back = Counter(
+            "bwp_messages_handed_back",
+            "Messages made visible again (not handed off, or at shutdown)",
+            registry=r,
+        )
         self.heartbeat = Gauge(
             "bwp_loop_heartbeat_timestamp", "Unix time of the last completed poll", registry=r
         )
@@ -72,6 +111,39 @@ class PollerMetrics:
         """A poll completed at ``now``."""
         self.last_beat = now
         self.heartbeat.set(now)
+
+    def value(self, name: str, **labels: str) -> float:
+        """The current value of one sample (0 when it was never set)."""
+        return self.registry.get_sample_value(name, labels) or 0.0
+
+    def totals(self) -> Totals:
+        def count(name: str, **labels: str) -> int:
+            return int(self.value(name, **labels))
+
+        def by_label(name: str, label: str) -> dict[str, int]:
+            found: dict[str, int] = {}
+            for metric in self.registry.collect():
+                for sample in metric.samples:
+                    if sample.name == name and sample.value:
+                        found[sample.labels[label]] = int(sample.value)
+            return found
+
+        kinds = by_label("bwp_messages_parked_total", "kind")
+        return Totals(
+            received=count("bwp_messages_received_total"),
+            dispatched=count("bwp_events_dispatched_total"),
+            redispatched=count("bwp_events_redispatched_total"),
+            duplicates=count("bwp_duplicates_total"),
+            no_news=count("bwp_twins_absorbed_total"),
+            parked=sum(kinds.values()),
+            unsupported=sum(by_label("bwp_unsupported_events_total", "detail_type").values()),
+            polls=count("bwp_sqs_requests_total", action="receive"),
+            handed_back=count("bwp_messages_handed_back_total"),
+            held=count("bwp_held_messages"),
+            settled=sum(by_label("bwp_held_settled_total", "how").values()),
+            extensions=count("bwp_sqs_requests_total", action="extend"),
+            by_kind=kinds,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

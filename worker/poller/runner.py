@@ -17,8 +17,8 @@ from tasks.celery import celery_queue_key, make_app
 from tasks.dispatch import Dispatcher
 from tasks.runtime import make_ledger
 from tasks.sqs.dlq import DeadLetters
-from worker.poller.loop import Poller, PollerConfig, Totals
-from worker.poller.metrics import MetricsServer, heartbeat_fresh
+from worker.poller.loop import Poller, PollerConfig
+from worker.poller.metrics import MetricsServer, Totals, heartbeat_fresh
 
 log = structlog.get_logger("bwp.poller")
 
@@ -56,12 +56,13 @@ def build_poller(settings: Settings) -> tuple[Poller, redis.Redis]:
     client = make_redis(settings.redis_url)
     config = PollerConfig(
         queue_url=settings.sqs_queue_url,
-        batch_size=settings.sqs_batch_size,
         wait_seconds=settings.sqs_wait_time_seconds,
         visibility_timeout=settings.sqs_visibility_timeout,
         park_unsupported=settings.unsupported_events == "park",
         max_queue_depth=settings.max_queue_depth,
         shutdown_grace=settings.shutdown_grace_seconds,
+        max_held=settings.max_held_messages,
+        settle_interval=settings.settle_interval_seconds,
     )
     poller = Poller(
         sqs,
