@@ -96,12 +96,14 @@ def test_an_api_failure_that_does_not_heal_parks_the_event(
     event, key = send_for(stack, order_id)
     found = wait_parked(stack, key)
     stack.api.clear_faults()
-    # Then: parked with its kind and reason, body unchanged, dedup record released
+    # Then: parked with its kind and reason, body unchanged, the dedup record says parked
+    # (a replay claims it anew), and the poller deleted the message it held
     assert found["bwp-error-kind"] == kind
     assert "\n" not in found["bwp-error"] and found["bwp-error"]
     assert json.loads(found["body"]) == event
-    assert stack.ledger_state(key) is None
+    assert stack.ledger_state(key) == "parked"
     assert pushes(stack, order_id) == []
+    stack.wait_until(lambda: stack.queue_counts() == (0, 0), timeout=10, what="message deleted")
 
 
 def test_an_oms_refusal_parks_the_event_and_a_replay_delivers_it(stack: LocalStack) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from config.settings import Settings
 from sandbox.oms import SandboxOms
+from sandbox.redis_server import EmbeddedRedis
 from sandbox.sqs import SqsServer
 from tests.integration.test_ops_support import Sandbox, bwp_worker, closed_port, serve_sandbox
 from worker.ops.check import Probes, run_checks
@@ -193,3 +194,16 @@ def test_run_checks_is_a_plain_function(env: dict[str, str], key_prefix: str) ->
         ("bwp-token", "ok"),
         ("oms", "ok"),
     ]
+
+
+def test_a_redis_that_may_evict_is_a_warning(env: dict[str, str]) -> None:
+    # Given a Redis with ElastiCache's default eviction policy (ledger keys carry a TTL)
+    with EmbeddedRedis(extra_args=("--maxmemory-policy", "volatile-lru")) as evicting:
+        # When an operator checks
+        code, document = check_json({**env, "REDIS_URL": evicting.url}, "--for", "poll")
+    # Then the redis line warns and names the fix, and the check still passes
+    redis_check = next(c for c in document["checks"] if c["name"] == "redis")
+    assert redis_check["status"] == "warn"
+    assert "maxmemory-policy volatile-lru" in redis_check["detail"]
+    assert "noeviction" in redis_check["detail"]
+    assert code == 0

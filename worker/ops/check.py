@@ -150,7 +150,23 @@ def check_redis(probes: Probes, _: Role) -> CheckResult:
         probes.ledger.ping()
     except redis.RedisError as exc:
         return CheckResult("redis", "fail", f"{type(exc).__name__}: {exc}")
-    return CheckResult("redis", "ok", f"PING answered in {_ms(started)}")
+    answered = f"PING answered in {_ms(started)}"
+    policy = _eviction_policy(probes.ledger)
+    if policy is not None and policy != "noeviction":
+        why = "evicts ledger records and locks under memory pressure; set noeviction"
+        return CheckResult("redis", "warn", f"{answered}; maxmemory-policy {policy} {why}")
+    return CheckResult("redis", "ok", answered)
+
+
+def _eviction_policy(client: redis.Redis) -> str | None:
+    """Redis's maxmemory-policy, or None where CONFIG is not allowed (ElastiCache renames
+    it: check the parameter group there)."""
+    try:
+        reply = client.config_get("maxmemory-policy")
+    except redis.RedisError:
+        return None
+    value = reply.get("maxmemory-policy") or reply.get(b"maxmemory-policy")
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def check_broker(probes: Probes, _: Role) -> CheckResult:
