@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import httpx
 import redis
 
-from tasks.errors import ApiUnavailable, LedgerUnavailable, PermanentApiError
+from tasks.errors import ApiUnavailable, PermanentApiError
 from tasks.keys import Keys
-from tasks.redis_outage import UNAVAILABLE, redis_outage
+from tasks.redis_outage import redis_outage
 
 _DEL_IF_EQUAL = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -72,7 +72,7 @@ class TokenCache:
             return self._memo[0]
         deadline = self._clock() + self._wait
         while True:
-            try:
+            with redis_outage():
                 with self._r.pipeline(transaction=False) as pipe:
                     pipe.get(self._keys.token)
                     pipe.pttl(self._keys.token)
@@ -86,8 +86,6 @@ class TokenCache:
                         return self._refresh()
                     finally:
                         self._del_if_equal(keys=[self._keys.token_lock], args=[lock])
-            except UNAVAILABLE as exc:
-                raise LedgerUnavailable(f"redis: {type(exc).__name__}") from exc
             if self._clock() >= deadline:
                 raise ApiUnavailable("timed out waiting for another process to refresh the token")
             self._sleep(0.05)
