@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import httpx
 import redis
 
+from tasks.deadline import Deadline, bounded_request
 from tasks.errors import ApiUnavailable, PermanentApiError
 from tasks.keys import Keys
 from tasks.redis_outage import redis_outage
@@ -56,8 +57,10 @@ class TokenCache:
         wait: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        total_timeout: float = 30.0,
     ) -> None:
         self._r, self._keys, self._http, self._creds = client, keys, http, credentials
+        self._total = total_timeout
         self._margin, self._wait = refresh_margin, wait
         self._clock, self._sleep = clock, sleep
         self._del_if_equal = client.register_script(_DEL_IF_EQUAL)
@@ -99,8 +102,13 @@ class TokenCache:
     def _refresh(self) -> str:
         self.fetches += 1
         try:
-            response = self._http.post(
+            response = bounded_request(
+                self._http,
+                "POST",
                 self._creds.token_url,
+                deadline=Deadline(self._total),
+                error=ApiUnavailable,
+                what="token endpoint",
                 data=self._creds.form(),
             )
         except httpx.TransportError as exc:
