@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import sys
 from functools import cache
-from typing import Literal, NoReturn
+from typing import Literal, NoReturn, Self
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ApiVersion = Literal["2024-01-01", "2024-04-01", "2024-11-01"]
@@ -21,6 +21,10 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "poll": ("sqs_queue_url",),
     "worker": ("bwp_client_id", "bwp_client_secret", "oms_url"),
 }
+
+#: URLs that carry a credential (client secret, bearer tokens): https unless loopback
+CREDENTIAL_URLS = ("bwp_api_url", "bwp_token_url", "oms_url")
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def is_unset(value: object) -> bool:
@@ -67,7 +71,17 @@ class Settings(BaseSettings):
     #: "ack" counts and deletes well-formed events of other detail-types; "park" sends
     #: them to the DLQ as kind `unsupported`
     unsupported_events: Literal["ack", "park"] = "ack"
+    #: httpx's timeout, per phase (connect, each read, write, pool)
     http_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    #: wall-clock budget of one HTTP request, all phases together: a server that
+    #: trickles bytes cannot hold a worker thread past it (tasks/deadline.py)
+    http_total_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    #: wall-clock budget of one task run; below BROKER_VISIBILITY_TIMEOUT, or the broker
+    #: hands a still-running task to a second worker
+    task_deadline_seconds: float = Field(default=120.0, gt=0)
+    #: accept http:// for OMS_URL, BWP_API_URL and BWP_TOKEN_URL on non-loopback hosts
+    #: (credentials then cross the network in clear); loopback is always allowed
+    allow_insecure_http: bool = False
     #: attempts inside one call (tenacity), order API and OMS alike
     http_max_attempts: int = Field(default=3, ge=1, le=10)
     #: Celery-level retries of a task after the in-call attempts failed
@@ -110,6 +124,47 @@ class Settings(BaseSettings):
     #: how long a stopping poller waits past its long poll for the receive to return
     shutdown_grace_seconds: float = Field(default=5.0, ge=0, le=25)
 
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        """Refuse settings that contradict each other; one line naming the variables."""
+        for problem in self.contradictions():
+            raise ValueError(problem)
+        return self
+
+    def contradictions(self) -> list[str]:
+        """Each pair of settings that cannot both hold, as one line naming them."""
+        found = [
+            f"{name.upper()}: {text}"
+            for name in CREDENTIAL_URLS
+            if (text := _insecure(getattr(self, name), allowed=self.allow_insecure_http))
+        ]
+        below = (
+            # A claim outliving the message's visibility blocks the message when SQS
+            # hands it out again after a poller crash.
+            ("claim_ttl_seconds", "sqs_visibility_timeout"),
+            # Celery holds a countdown task unacked; past the broker's visibility timeout
+            # the broker delivers it a second time.
+            ("task_retry_cap_seconds", "broker_visibility_timeout"),
+            # A task still running past it is handed to a second worker.
+            ("task_deadline_seconds", "broker_visibility_timeout"),
+        )
+        found += [
+            f"{a.upper()} ({getattr(self, a):g}) must be below {b.upper()} ({getattr(self, b):g})"
+            for a, b in below
+            if getattr(self, a) >= getattr(self, b)
+        ]
+        at_most = (
+            ("http_timeout_seconds", "http_total_timeout_seconds"),
+            ("http_total_timeout_seconds", "task_deadline_seconds"),
+            ("delivery_lock_wait_seconds", "task_deadline_seconds"),
+        )
+        found += [
+            f"{a.upper()} ({getattr(self, a):g}) must not exceed {b.upper()} ({getattr(self, b):g})"
+            for a, b in at_most
+            if getattr(self, a) > getattr(self, b)
+        ]
+        return found
+
     @property
     def broker_url(self) -> str:
         return self.celery_broker_url or self.redis_url
@@ -135,6 +190,18 @@ class Settings(BaseSettings):
         return found
 
 
+def _insecure(url: str | None, *, allowed: bool) -> str | None:
+    """Why ``url`` may not carry credentials, or None when it may."""
+    if not url or allowed:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS):
+        return None
+    if parts.scheme == "http":
+        return "http:// sends credentials in clear; use https:// (or ALLOW_INSECURE_HTTP=true)"
+    return "must be an https:// URL"
+
+
 def load_settings(**overrides: object) -> Settings:
     """Build the settings from the environment (and ``overrides``).
 
@@ -144,7 +211,9 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
-        name = str(first["loc"][0]).upper() if first["loc"] else "settings"
+        if not first["loc"]:  # a contradiction: its message names the variables
+            raise SettingsError(first["msg"].removeprefix("Value error, ")) from None
+        name = str(first["loc"][0]).upper()
         raise SettingsError(f"{name}: {first['msg']}") from None
 
 

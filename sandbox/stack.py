@@ -197,6 +197,8 @@ class LocalStack:
                 "METRICS_PORT": "0",
                 "SQS_WAIT_TIME_SECONDS": "1",
                 "SQS_VISIBILITY_TIMEOUT": str(self.options.sqs_visibility_timeout),
+                # a claim must lapse before its message can come back (config/settings.py)
+                "CLAIM_TTL_SECONDS": str(max(2, min(30, self.options.sqs_visibility_timeout // 2))),
                 "TASK_RETRY_BASE_SECONDS": "0.5",
                 "TASK_RETRY_CAP_SECONDS": "5",
                 "LOG_FORMAT": "json",

@@ -8,7 +8,9 @@ Importing this module builds nothing.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from celery import Celery
 
@@ -32,10 +34,29 @@ def celery_queue_key(settings: Settings) -> str | None:
     return broker_prefix(settings) + settings.celery_queue
 
 
+def broker_tls(url: str) -> dict[str, Any] | None:
+    """kombu's ``ssl`` options for a ``rediss://`` broker: the server's certificate is
+    verified, against the URL's ``ssl_ca_certs`` bundle when it names one (a private CA),
+    else the system's trust store. None for a plain broker.
+
+    Without these kombu connects ``rediss://`` with CERT_NONE, and the AUTH password
+    would cross a connection anyone in the path can intercept.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "rediss":
+        return None
+    options: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    ca_file = parse_qs(parts.query).get("ssl_ca_certs")
+    if ca_file:
+        options["ssl_ca_certs"] = ca_file[-1]
+    return options
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings for the worker's guarantees (design.md section 6)."""
     return {
         "broker_url": settings.broker_url,
+        "broker_use_ssl": broker_tls(settings.broker_url),
         "broker_transport_options": {
             # A late-acked task of a killed worker comes back after this; it must exceed
             # the longest task run plus its retry countdown (capped well below it).

@@ -73,6 +73,7 @@ def build_runtime(settings: Settings) -> Runtime:
             settings.bwp_client_id,
             settings.bwp_client_secret.get_secret_value(),
         ),
+        total_timeout=settings.http_total_timeout_seconds,
     )
     limiter = (
         RateLimiter(
@@ -89,6 +90,7 @@ def build_runtime(settings: Settings) -> Runtime:
         target_id=settings.bwp_target_id,
         attempts=settings.http_max_attempts,
         before_call=limiter.acquire if limiter else lambda: None,
+        total_timeout=settings.http_total_timeout_seconds,
     )
     oms = OmsClient(
         http,
@@ -98,6 +100,7 @@ def build_runtime(settings: Settings) -> Runtime:
         else None,
         auth_token=settings.oms_auth_token.get_secret_value() if settings.oms_auth_token else None,
         attempts=settings.http_max_attempts,
+        total_timeout=settings.http_total_timeout_seconds,
     )
     deps = SyncDeps(ledger, deliveries, api, oms, settings.bwp_api_version)
     dead_letters = DeadLetters(

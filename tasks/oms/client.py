@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from config.secrets import Redactor
+from tasks.deadline import Deadline, bounded_request
 from tasks.errors import OmsUnavailable, PermanentOmsError
 from tasks.http_retry import call_with_retries, retry_after_header
 from tasks.oms.payload import encode, signature
@@ -31,25 +32,29 @@ class OmsClient:
         auth_token: str | None,
         attempts: int,
         clock: Callable[[], float] = time.time,
+        total_timeout: float = 30.0,
     ) -> None:
         self._http, self._url = http, url
+        self._total = total_timeout
         self._secret, self._token = signing_secret, auth_token
         self._attempts, self._clock = attempts, clock
         #: POSTs sent by this client, failed attempts included (tests count them)
         self.requests = 0
 
-    def push(self, body: dict[str, Any]) -> int:
+    def push(self, body: dict[str, Any], *, deadline: Deadline | None = None) -> int:
         """Deliver one update; returns the final HTTP status (2xx or 409).
 
         Every attempt carries the same Idempotency-Key. Raises OmsUnavailable when the
-        in-call attempts ran out, PermanentOmsError on a refusal.
+        in-call attempts ran out (or ``deadline`` / the total timeout passed),
+        PermanentOmsError on a refusal.
         """
         raw = encode(body)
+        task = deadline or Deadline()
         return call_with_retries(
-            lambda: self._attempt(raw, body["idempotencyKey"]), attempts=self._attempts
+            lambda: self._attempt(raw, body["idempotencyKey"], task), attempts=self._attempts
         )
 
-    def _attempt(self, raw: bytes, key: str) -> int:
+    def _attempt(self, raw: bytes, key: str, task: Deadline) -> int:
         headers = {"Content-Type": "application/json", "Idempotency-Key": key}
         if self._secret:
             headers["X-Signature"] = signature(self._secret, int(self._clock()), raw)
@@ -57,7 +62,16 @@ class OmsClient:
             headers["Authorization"] = f"Bearer {self._token}"
         self.requests += 1
         try:
-            response = self._http.post(self._url, content=raw, headers=headers)
+            response = bounded_request(
+                self._http,
+                "POST",
+                self._url,
+                deadline=task.within(self._total),
+                error=OmsUnavailable,
+                what="OMS",
+                content=raw,
+                headers=headers,
+            )
         except httpx.TransportError as exc:
             raise OmsUnavailable(f"OMS unreachable: {type(exc).__name__}") from exc
         status = response.status_code

@@ -14,6 +14,7 @@ from typing import Any, Final, Protocol
 
 import httpx
 
+from tasks.deadline import Deadline, bounded_request
 from tasks.errors import ApiUnavailable, OrderNotVisibleYet, PermanentApiError
 from tasks.http_retry import call_with_retries, retry_after_header
 from tasks.order_api.queries import order_request
@@ -105,33 +106,42 @@ class OrderApi:
         target_id: str | None,
         attempts: int,
         before_call: Callable[[], None] = lambda: None,
+        total_timeout: float = 30.0,
     ) -> None:
         self._http, self._tokens = http, tokens
         self._url, self._version, self._target = url, api_version, target_id
         self._attempts = attempts
         self._before_call = before_call
+        self._total = total_timeout
         #: order queries sent by this client (tests count them)
         self.calls = 0
 
-    def fetch_order(self, business_product_id: str, order_id: str) -> dict[str, Any]:
-        """The ``order`` object for ``order_id``; raises per ``classify``."""
+    def fetch_order(
+        self, business_product_id: str, order_id: str, *, deadline: Deadline | None = None
+    ) -> dict[str, Any]:
+        """The ``order`` object for ``order_id``; raises per ``classify``.
+
+        Each request ends within the total timeout, and by ``deadline`` when given
+        (ApiUnavailable when it passes).
+        """
+        task = deadline or Deadline()
         return call_with_retries(
-            lambda: self._fetch(business_product_id, order_id), attempts=self._attempts
+            lambda: self._fetch(business_product_id, order_id, task), attempts=self._attempts
         )
 
-    def _fetch(self, business_product_id: str, order_id: str) -> dict[str, Any]:
+    def _fetch(self, business_product_id: str, order_id: str, task: Deadline) -> dict[str, Any]:
         try:
-            return classify(self._post(business_product_id, order_id))
+            return classify(self._post(business_product_id, order_id, task))
         except _Unauthorized:
             pass
         # 401: the shared token was revoked or expired early. Refresh once, try once.
         try:
-            return classify(self._post(business_product_id, order_id, refresh=True))
+            return classify(self._post(business_product_id, order_id, task, refresh=True))
         except _Unauthorized:
             raise PermanentApiError("order API refused a freshly issued token (HTTP 401)") from None
 
     def _post(
-        self, business_product_id: str, order_id: str, refresh: bool = False
+        self, business_product_id: str, order_id: str, task: Deadline, refresh: bool = False
     ) -> httpx.Response:
         token = self._tokens.get()
         if refresh:
@@ -145,8 +155,15 @@ class OrderApi:
             "x-api-target-id": self._target or business_product_id,
         }
         try:
-            return self._http.post(
-                self._url, json=order_request(self._version, order_id), headers=headers
+            return bounded_request(
+                self._http,
+                "POST",
+                self._url,
+                deadline=task.within(self._total),
+                error=ApiUnavailable,
+                what="order API",
+                json=order_request(self._version, order_id),
+                headers=headers,
             )
         except httpx.TransportError as exc:
             raise ApiUnavailable(f"order API unreachable: {type(exc).__name__}") from exc

@@ -1,8 +1,15 @@
-"""A cluster-wide rate limit on order-API calls: GCRA in one Lua script.
+"""A cluster-wide rate limit on order-API calls: GCRA reservations in one Lua script.
 
-Every worker process shares one Redis key holding the "theoretical arrival time" of the
-next call; Redis's own clock (TIME) decides, so worker clocks never disagree. A call
-over the limit waits for its turn (the script says how long) rather than failing.
+Every worker process shares one Redis key holding the "theoretical arrival time" (TAT)
+of the next call; Redis's own clock (TIME) decides, so worker clocks never disagree.
+One script call per acquire *reserves* a slot: it advances the TAT by one interval and
+answers how long the caller must wait for its slot. The caller sleeps that long, once.
+
+Why reservations, not "may I go now?": a polling limiter re-runs the script every few
+milliseconds for every waiting thread (hundreds of threads → thousands of Redis calls
+a second), and whoever polls at the right moment wins, so some callers wait for tens of
+seconds. Reservations are handed out in the order Redis runs the script: first come,
+first served, across threads and processes.
 """
 
 from __future__ import annotations
@@ -15,23 +22,27 @@ import redis
 from tasks.errors import ApiUnavailable
 from tasks.redis_outage import guarded
 
-# KEYS[1]: the limiter key. ARGV: emission interval (µs), tolerance (µs).
-# Returns 0 when the call may go now, else the microseconds to wait before asking again.
-_GCRA = """
+# KEYS[1]: the limiter key. ARGV: emission interval (µs), tolerance (µs), max wait (µs).
+# Returns the microseconds the caller must wait for the slot it now holds, or -1 (and
+# reserves nothing) when that wait would exceed the max.
+_GCRA_RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval, tolerance = tonumber(ARGV[1]), tonumber(ARGV[2])
+local interval, tolerance, max_wait = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
 local wait = tat - tolerance - now
-if wait > 0 then return wait end
-redis.call('SET', KEYS[1], tat + interval, 'PX', math.ceil((tat + interval - now) / 1000) + 1000)
-return 0
+if wait > max_wait then return -1 end
+if wait < 0 then wait = 0 end
+local next_tat = tat + interval
+redis.call('SET', KEYS[1], next_tat, 'PX', math.ceil((next_tat - now) / 1000) + 1000)
+return wait
 """
 
 
 class RateLimiter:
-    """``acquire()`` blocks until a call may go; ApiUnavailable after ``max_wait`` seconds."""
+    """``acquire()`` waits for a reserved slot; ApiUnavailable when none is free within
+    ``max_wait`` seconds (nothing is reserved then, so others lose nothing)."""
 
     def __init__(
         self,
@@ -41,7 +52,6 @@ class RateLimiter:
         rate: float,
         burst: int,
         max_wait: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if rate <= 0 or burst < 1:
@@ -49,25 +59,21 @@ class RateLimiter:
         self._key = key
         self._interval_us = int(1_000_000 / rate)
         self._tolerance_us = self._interval_us * (burst - 1)
-        self._max_wait = max_wait
-        self._clock, self._sleep = clock, sleep
-        self._script = client.register_script(_GCRA)
+        self._max_wait_us = int(max_wait * 1_000_000)
+        self._sleep = sleep
+        self._script = client.register_script(_GCRA_RESERVE)
         #: calls that had to wait (tests and metrics)
         self.throttled = 0
 
     def acquire(self) -> None:
-        deadline = self._clock() + self._max_wait
-        while True:
-            wait_us = int(
-                guarded(
-                    lambda: self._script(
-                        keys=[self._key], args=[self._interval_us, self._tolerance_us]
-                    )
-                )
+        """Reserve the next slot (one Redis call) and sleep until it comes."""
+        args = [self._interval_us, self._tolerance_us, self._max_wait_us]
+        wait_us = int(guarded(lambda: self._script(keys=[self._key], args=args)))
+        if wait_us < 0:
+            raise ApiUnavailable(
+                "order API rate limit: no slot within the wait budget",
+                retry_after=self._max_wait_us / 1_000_000,
             )
-            if wait_us <= 0:
-                return
+        if wait_us > 0:
             self.throttled += 1
-            if self._clock() + wait_us / 1_000_000 > deadline:
-                raise ApiUnavailable("order API rate limit: no slot within the wait budget")
             self._sleep(wait_us / 1_000_000)

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import httpx
 import redis
 
-from tasks.errors import ApiUnavailable, LedgerUnavailable, PermanentApiError
+from tasks.deadline import Deadline, bounded_request
+from tasks.errors import ApiUnavailable, PermanentApiError
 from tasks.keys import Keys
-from tasks.redis_outage import UNAVAILABLE, redis_outage
+from tasks.redis_outage import redis_outage
 
 _DEL_IF_EQUAL = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -56,8 +57,10 @@ class TokenCache:
         wait: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        total_timeout: float = 30.0,
     ) -> None:
         self._r, self._keys, self._http, self._creds = client, keys, http, credentials
+        self._total = total_timeout
         self._margin, self._wait = refresh_margin, wait
         self._clock, self._sleep = clock, sleep
         self._del_if_equal = client.register_script(_DEL_IF_EQUAL)
@@ -72,7 +75,7 @@ class TokenCache:
             return self._memo[0]
         deadline = self._clock() + self._wait
         while True:
-            try:
+            with redis_outage():
                 with self._r.pipeline(transaction=False) as pipe:
                     pipe.get(self._keys.token)
                     pipe.pttl(self._keys.token)
@@ -86,8 +89,6 @@ class TokenCache:
                         return self._refresh()
                     finally:
                         self._del_if_equal(keys=[self._keys.token_lock], args=[lock])
-            except UNAVAILABLE as exc:
-                raise LedgerUnavailable(f"redis: {type(exc).__name__}") from exc
             if self._clock() >= deadline:
                 raise ApiUnavailable("timed out waiting for another process to refresh the token")
             self._sleep(0.05)
@@ -101,8 +102,13 @@ class TokenCache:
     def _refresh(self) -> str:
         self.fetches += 1
         try:
-            response = self._http.post(
+            response = bounded_request(
+                self._http,
+                "POST",
                 self._creds.token_url,
+                deadline=Deadline(self._total),
+                error=ApiUnavailable,
+                what="token endpoint",
                 data=self._creds.form(),
             )
         except httpx.TransportError as exc:

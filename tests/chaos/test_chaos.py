@@ -26,6 +26,8 @@ FAST_RECOVERY = {
     # Short horizons so the run converges in a minute or two; production keeps the defaults.
     "SQS_VISIBILITY_TIMEOUT": "10",
     "BROKER_VISIBILITY_TIMEOUT": "20",
+    "TASK_DEADLINE_SECONDS": "15",
+    "HTTP_TOTAL_TIMEOUT_SECONDS": "10",
     "CLAIM_TTL_SECONDS": "5",
     "SWEEP_AFTER_SECONDS": "30",
     "SWEEP_INTERVAL_SECONDS": "5",

@@ -28,11 +28,21 @@ def run(command: list[str], **env: str) -> subprocess.CompletedProcess[str]:
         (POLL, {}, "SQS_QUEUE_URL"),
         (POLL, {"SQS_QUEUE_URL": "http://q", "METRICS_PORT": "not-a-port"}, "METRICS_PORT"),
         (POLL, {"SQS_QUEUE_URL": "http://q", "BWP_API_VERSION": "2023-01-01"}, "BWP_API_VERSION"),
-        (WORKER, {"OMS_URL": "http://oms", "BWP_CLIENT_SECRET": "s3cret-value"}, "BWP_CLIENT_ID"),
         (
             WORKER,
-            {"BWP_CLIENT_ID": "id", "BWP_CLIENT_SECRET": "", "OMS_URL": "http://oms"},
+            {"OMS_URL": "https://oms.example", "BWP_CLIENT_SECRET": "s3cret-value"},
+            "BWP_CLIENT_ID",
+        ),
+        (
+            WORKER,
+            {"BWP_CLIENT_ID": "id", "BWP_CLIENT_SECRET": "", "OMS_URL": "https://oms.example"},
             "BWP_CLIENT_SECRET",
+        ),
+        (POLL, {"SQS_QUEUE_URL": "http://q", "CLAIM_TTL_SECONDS": "90"}, "SQS_VISIBILITY_TIMEOUT"),
+        (
+            WORKER,
+            {"BWP_CLIENT_ID": "id", "BWP_CLIENT_SECRET": "s3cret-value", "OMS_URL": "http://oms"},
+            "OMS_URL: http:// sends credentials in clear",
         ),
     ],
 )

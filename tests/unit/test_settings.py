@@ -162,7 +162,7 @@ def test_invalid_override_names_the_field() -> None:
 
 
 def test_require_passes_when_every_name_is_set(clean_env: pytest.MonkeyPatch) -> None:
-    clean_env.setenv("OMS_URL", "http://oms.local/updates")
+    clean_env.setenv("OMS_URL", "https://oms.example/updates")
     clean_env.setenv("BWP_CLIENT_ID", "client")
     load_settings().require("oms_url", "bwp_client_id")
 
@@ -172,7 +172,7 @@ def test_require_names_the_first_missing_variable(
     clean_env: pytest.MonkeyPatch, value: str | None
 ) -> None:
     # Given OMS_URL is set but BWP_CLIENT_ID and SQS_QUEUE_URL are not
-    clean_env.setenv("OMS_URL", "http://oms.local/updates")
+    clean_env.setenv("OMS_URL", "https://oms.example/updates")
     if value is not None:
         clean_env.setenv("BWP_CLIENT_ID", value)
     # When they are required
@@ -220,3 +220,73 @@ def test_secrets_never_appear_in_repr_or_str(clean_env: pytest.MonkeyPatch) -> N
     # while the values themselves are there for the code that needs them
     assert settings.oms_signing_secret is not None
     assert settings.oms_signing_secret.get_secret_value() == SECRETS["OMS_SIGNING_SECRET"]
+
+
+# --- settings that contradict each other (issue #11) ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"CLAIM_TTL_SECONDS": "60", "SQS_VISIBILITY_TIMEOUT": "60"},
+            "CLAIM_TTL_SECONDS (60) must be below SQS_VISIBILITY_TIMEOUT (60)",
+        ),
+        (
+            {"TASK_RETRY_CAP_SECONDS": "900", "BROKER_VISIBILITY_TIMEOUT": "600"},
+            "TASK_RETRY_CAP_SECONDS (900) must be below BROKER_VISIBILITY_TIMEOUT (600)",
+        ),
+        (
+            {"TASK_DEADLINE_SECONDS": "400", "BROKER_VISIBILITY_TIMEOUT": "400"},
+            "TASK_DEADLINE_SECONDS (400) must be below BROKER_VISIBILITY_TIMEOUT (400)",
+        ),
+        (
+            {"HTTP_TOTAL_TIMEOUT_SECONDS": "200", "TASK_DEADLINE_SECONDS": "100"},
+            "HTTP_TOTAL_TIMEOUT_SECONDS (200) must not exceed TASK_DEADLINE_SECONDS (100)",
+        ),
+        (
+            {"HTTP_TIMEOUT_SECONDS": "40", "HTTP_TOTAL_TIMEOUT_SECONDS": "20"},
+            "HTTP_TIMEOUT_SECONDS (40) must not exceed HTTP_TOTAL_TIMEOUT_SECONDS (20)",
+        ),
+        (
+            {"DELIVERY_LOCK_WAIT_SECONDS": "50", "TASK_DEADLINE_SECONDS": "40"},
+            "DELIVERY_LOCK_WAIT_SECONDS (50) must not exceed TASK_DEADLINE_SECONDS (40)",
+        ),
+        ({"OMS_URL": "http://oms.example/updates"}, "OMS_URL: http:// sends credentials"),
+        ({"BWP_TOKEN_URL": "http://auth.example/token"}, "BWP_TOKEN_URL: http:// sends"),
+        ({"BWP_API_URL": "http://api.example/graphql"}, "BWP_API_URL: http:// sends"),
+        ({"OMS_URL": "ftp://oms.example/x"}, "OMS_URL: must be an https:// URL"),
+    ],
+)
+def test_contradicting_settings_are_refused_in_one_line_naming_them(
+    clean_env: pytest.MonkeyPatch, env: dict[str, str], expected: str
+) -> None:
+    # Given settings that cannot both hold
+    for name, value in env.items():
+        clean_env.setenv(name, value)
+    # When they are loaded
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    # Then one line names the variables involved
+    message = str(caught.value)
+    assert message.startswith(expected)
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"OMS_URL": "http://127.0.0.1:8080/deliveries"},
+        {"OMS_URL": "http://localhost/deliveries", "BWP_TOKEN_URL": "http://[::1]:9000/token"},
+        {"OMS_URL": "http://oms.internal/updates", "ALLOW_INSECURE_HTTP": "true"},
+        {"CLAIM_TTL_SECONDS": "5", "SQS_VISIBILITY_TIMEOUT": "10"},
+    ],
+)
+def test_consistent_settings_load(clean_env: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    for name, value in env.items():
+        clean_env.setenv(name, value)
+    load_settings()
+
+
+def test_the_defaults_hold_together() -> None:
+    assert load_settings().contradictions() == []

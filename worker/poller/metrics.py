@@ -152,9 +152,21 @@ class PollerMetrics:
 class MetricsServer:
     """Serves ``/metrics`` and ``/healthz``; healthy while ``healthy()`` is true."""
 
-    def __init__(self, metrics: PollerMetrics, port: int, healthy: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        metrics: PollerMetrics,
+        port: int,
+        healthy: Callable[[], bool],
+        *,
+        socket_timeout: float = 10.0,
+    ) -> None:
 
         class Handler(BaseHTTPRequestHandler):
+            # A client that opens a connection and sends nothing (or a byte at a time)
+            # would otherwise hold a thread and a socket forever: enough of them and
+            # /healthz stops answering, and the orchestrator kills a healthy poller.
+            timeout = socket_timeout
+
             def do_GET(self) -> None:
                 if self.path == "/metrics":
                     self._reply(200, metrics.render(), CONTENT_TYPE_LATEST)

@@ -1,0 +1,102 @@
+"""A total, wall-clock deadline on HTTP calls: httpx's own timeouts are per phase.
+
+``httpx.Timeout(10)`` bounds each connect, each read and each write, so a server that
+sends one byte every few seconds holds a worker thread for as long as it likes. Here a
+request runs under a :class:`Deadline` (monotonic): each phase's timeout is clipped to
+the time left, and the body is read in chunks with the deadline checked between them.
+A passed deadline raises the caller's retryable error.
+
+A task may pass its own Deadline to the clients (``fetch_order(..., deadline=)``,
+``push(..., deadline=)``); each request then ends at the earlier of the task's deadline
+and ``HTTP_TOTAL_TIMEOUT_SECONDS``.
+
+Known limit: a server that trickles the *status line and headers* is bounded only by
+the per-phase timeout clipped at the start of the request (httpx exposes no socket
+before the headers are in).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from tasks.errors import RetryableError
+
+#: headers that describe the wire form of a body already decoded here
+_WIRE_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+
+
+class Deadline:
+    """A moment on the monotonic clock after which work must stop."""
+
+    def __init__(
+        self, seconds: float = math.inf, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._clock = clock
+        self._end = clock() + seconds
+
+    def remaining(self) -> float:
+        """Seconds left, never negative (``inf`` for no deadline)."""
+        return max(0.0, self._end - self._clock())
+
+    def expired(self) -> bool:
+        return self._clock() >= self._end
+
+    def within(self, seconds: float) -> Deadline:
+        """The earlier of this deadline and ``seconds`` from now."""
+        return Deadline(min(seconds, self._end - self._clock()), clock=self._clock)
+
+
+def _clipped(timeout: httpx.Timeout, left: float) -> httpx.Timeout:
+    def clip(value: float | None) -> float:
+        return left if value is None else min(value, left)
+
+    return httpx.Timeout(
+        connect=clip(timeout.connect),
+        read=clip(timeout.read),
+        write=clip(timeout.write),
+        pool=clip(timeout.pool),
+    )
+
+
+def bounded_request(
+    http: httpx.Client,
+    method: str,
+    url: str,
+    *,
+    deadline: Deadline,
+    error: Callable[[str], RetryableError],
+    what: str,
+    **kwargs: Any,
+) -> httpx.Response:
+    """``http.request(method, url, **kwargs)``, ended when ``deadline`` passes.
+
+    Raises ``error("<what>: ...")`` when the deadline passes before or during the call;
+    any other httpx error propagates for the caller to translate.
+    """
+    if deadline.expired():
+        raise error(f"{what}: deadline passed before the request")
+    timeout = _clipped(http.timeout, max(deadline.remaining(), 0.001))
+    request = http.build_request(method, url, timeout=timeout, **kwargs)
+    try:
+        response = http.send(request, stream=True)
+        try:
+            chunks: list[bytes] = []
+            for chunk in response.iter_bytes():
+                if deadline.expired():
+                    raise error(f"{what}: response not complete within the deadline")
+                chunks.append(chunk)
+        finally:
+            response.close()
+    except httpx.TimeoutException as exc:
+        if deadline.expired():
+            raise error(f"{what}: no response within the deadline") from exc
+        raise
+    headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _WIRE_HEADERS]
+    return httpx.Response(
+        response.status_code, headers=headers, content=b"".join(chunks), request=request
+    )
