@@ -18,7 +18,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import botocore.exceptions
 import httpx
@@ -162,7 +162,7 @@ def _eviction_policy(client: redis.Redis) -> str | None:
     """Redis's maxmemory-policy, or None where CONFIG is not allowed (ElastiCache renames
     it: check the parameter group there)."""
     try:
-        reply = client.config_get("maxmemory-policy")
+        reply: dict[Any, Any] = client.config_get("maxmemory-policy")
     except redis.RedisError:
         return None
     value = reply.get("maxmemory-policy") or reply.get(b"maxmemory-policy")
