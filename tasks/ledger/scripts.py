@@ -47,7 +47,6 @@ for i = 1, #KEYS, 2 do
       event_done(ekey, now, done_ttl, 'no_news', hash, KEYS[#KEYS], '')
       out[#out + 1] = 'no_news'
     else
-      redis.call('DEL', ekey)
       redis.call('HSET', ekey, 'state', 'claimed', 'hash', hash, 'at', now)
       redis.call('EXPIRE', ekey, claim_ttl)
       out[#out + 1] = 'new'

@@ -22,6 +22,7 @@ from tasks.events.samples import to_body
 from tasks.keys import Keys
 from tasks.ledger.events import ClaimRequest, Ledger
 from tests.integration.test_poller import Rig, delivered, make_rig
+from worker.poller.metrics import heartbeat_fresh
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
@@ -91,6 +92,25 @@ def test_a_redis_outage_pauses_intake_and_the_poller_recovers_by_itself(
             assert rig.counts(rig.queue_url) == (0, 2)
             assert rig.work() == 2
             wait_for(lambda: rig.counts(rig.queue_url) == (0, 0))
+        rig.redis.close()
+
+
+def test_a_deliberate_pause_stays_healthy(sqs, queues, key_prefix) -> None:  # type: ignore[no-untyped-def]
+    # Given a poller that paused intake because Redis is down (messages wait in SQS)
+    with EmbeddedRedis() as server:
+        rig = make_rig(sqs, queues, server.url, key_prefix, probes=True)
+        server.stop()
+        rig.send(to_body(delivered(order="322-PAUSE-1")))
+        with Running(rig):
+            wait_for(lambda: rig.poller.metrics.errors.labels("redis")._value.get() >= 1)
+            polls = rig.poller.totals.polls
+            # When the pause lasts longer than /healthz's window (1 s here)
+            for _ in range(6):
+                time.sleep(0.5)
+                # Then /healthz's check says healthy all along: the loop is alive
+                assert heartbeat_fresh(rig.poller.metrics, max_age=1.0)
+            # ... though it did not receive (nothing cycles towards the redrive policy)
+            assert rig.poller.totals.polls == polls
         rig.redis.close()
 
 

@@ -8,15 +8,25 @@ instead of a lost update.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import structlog
 
 from tasks.dispatch import Dispatcher
+from tasks.errors import MalformedEvent
+from tasks.events.catalog import metric_label, rank
+from tasks.events.envelope import DeliveryEvent, Envelope, parse_delivery_event
+from tasks.keys import DeliveryRef
 from tasks.ledger.events import Claim, ClaimRequest, Ledger, QueuedEvent
 from tasks.sqs.dlq import Parcel
 from worker.poller.held import HeldMessages
 from worker.poller.metrics import PollerMetrics
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
 
 log = structlog.get_logger("bwp.poller")
 
@@ -41,12 +51,59 @@ class Verdicts:
 
 class Intake:
     def __init__(
-        self, ledger: Ledger, dispatcher: Dispatcher, held: HeldMessages, metrics: PollerMetrics
+        self,
+        ledger: Ledger,
+        dispatcher: Dispatcher,
+        held: HeldMessages,
+        metrics: PollerMetrics,
+        *,
+        park_unsupported: bool,
+        clock: Callable[[], float],
     ) -> None:
         self._ledger, self._dispatcher = ledger, dispatcher
         self._held, self._metrics = held, metrics
+        self._park_unsupported, self._clock = park_unsupported, clock
         #: set when a publish was not confirmed (the poller pauses intake)
         self.broker_failed = False
+
+    def sort(self, message: MessageTypeDef, verdicts: Verdicts) -> Candidate | None:
+        """A well-formed delivery event becomes a Candidate; anything else gets its verdict
+        (malformed: park; other detail-types: delete, or park when so configured)."""
+        body, receipt = message.get("Body", ""), message["ReceiptHandle"]
+        try:
+            parsed = parse_delivery_event(body)
+        except MalformedEvent as exc:
+            log.error("message_malformed", reason=str(exc), message_id=message.get("MessageId"))
+            verdicts.park.append((receipt, Parcel(body, "malformed", str(exc))))
+            return None
+        envelope = parsed.envelope if isinstance(parsed, DeliveryEvent) else parsed
+        self._observe_age(envelope)
+        if isinstance(parsed, Envelope):
+            self._unsupported(receipt, body, parsed, verdicts)
+            return None
+        ref = DeliveryRef(parsed.business_product_id, parsed.order_id, parsed.delivery_id)
+        state = parsed.implied_state
+        request = ClaimRequest(envelope.dedup_key, envelope.payload_hash, ref, rank(state), state)
+        return Candidate(receipt, request, body)
+
+    def _unsupported(self, receipt: str, body: str, envelope: Envelope, verdicts: Verdicts) -> None:
+        self._metrics.unsupported.labels(metric_label(envelope.detail_type)).inc()
+        if self._park_unsupported:
+            reason = f"detail-type {envelope.detail_type[:64]!r} is not handled"
+            parcel = Parcel(body, "unsupported", reason, envelope.dedup_key)
+            verdicts.park.append((receipt, parcel))
+        else:
+            log.info("event_unsupported_acknowledged", detail_type=envelope.detail_type[:64])
+            verdicts.delete.append(receipt)
+
+    def _observe_age(self, envelope: Envelope) -> None:
+        try:
+            sent = datetime.fromisoformat(envelope.time.replace("Z", "+00:00"))
+        except ValueError:
+            return
+        if sent.tzinfo is None:
+            sent = sent.replace(tzinfo=UTC)
+        self._metrics.event_age.observe(max(0.0, self._clock() - sent.timestamp()))
 
     def take(self, candidates: list[Candidate], *, again: bool = False) -> Verdicts:
         """Claim ``candidates`` in one round trip, publish the new ones, and say what to do

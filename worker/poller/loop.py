@@ -15,19 +15,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import structlog
 
 from tasks.dispatch import Dispatcher
-from tasks.errors import LedgerUnavailable, MalformedEvent
-from tasks.events.catalog import metric_label, rank
-from tasks.events.envelope import DeliveryEvent, Envelope, parse_delivery_event
-from tasks.keys import DeliveryRef
-from tasks.ledger.events import ClaimRequest, Ledger
+from tasks.errors import LedgerUnavailable
+from tasks.ledger.events import Ledger
 from tasks.sqs.dlq import DeadLetters, Parcel
 from tasks.sqs.queue import AWS_ERRORS, SqsQueue
+from worker.poller.gate import IntakeGate
 from worker.poller.held import Held, HeldMessages
 from worker.poller.intake import Candidate, Intake, Verdicts
 from worker.poller.metrics import PollerMetrics, Totals
@@ -85,15 +82,32 @@ class Poller:
         self.metrics = metrics or PollerMetrics()
         self._queue = SqsQueue(sqs, config.queue_url, count=self._count_sqs)
         self.held = HeldMessages()
-        self._intake = Intake(ledger, dispatcher, self.held, self.metrics)
-        self._queue_depth, self._probe, self._clock = queue_depth, probe, clock
-        self._last_outage_log = 0.0
-        self._in_outage = False
-        self._paused_until = 0.0
-        self._backoff = config.error_backoff
+        self._intake = Intake(
+            ledger,
+            dispatcher,
+            self.held,
+            self.metrics,
+            park_unsupported=config.park_unsupported,
+            clock=clock,
+        )
+        self._clock = clock
+        self._gate = IntakeGate(
+            self.metrics,
+            error_backoff=config.error_backoff,
+            max_backoff=config.max_backoff,
+            outage_log_interval=config.outage_log_interval,
+            max_queue_depth=config.max_queue_depth,
+            max_held=config.max_held,
+            held=lambda: len(self.held),
+            queue_depth=queue_depth,
+            probe=probe,
+            clock=clock,
+        )
         self._last_settle = 0.0
         #: SQS API requests made by this poller (tests and benchmarks count them)
         self.sqs_requests = 0
+        #: the loop ended because a part of it died, not because it was told to stop
+        self.failed = False
 
     @property
     def totals(self) -> Totals:
@@ -129,8 +143,11 @@ class Poller:
             self._settle_if_due()
             if not receiver.is_alive() and inbox.empty():
                 if not done_receiving.is_set():
+                    self.failed = True
                     log.error("receiver_thread_died")
                 break
+            # alive, whether receiving or deliberately paused (/healthz follows this)
+            self.metrics.beat(self._clock())
         self._stop(receiver, inbox)
         return self.totals
 
@@ -154,9 +171,13 @@ class Poller:
         self, stop: threading.Event, inbox: Inbox, max_polls: int | None, done: threading.Event
     ) -> None:
         while not stop.is_set() and (max_polls is None or self.totals.polls < max_polls):
-            if not self._ready_to_receive(stop):
+            try:
+                messages = self._receive(stop) if self._gate.ready(stop) else None
+            except Exception:  # the receiver survives anything one receive does
+                self.metrics.errors.labels("receive").inc()
+                log.exception("receive_loop_error")
+                stop.wait(self._cfg.error_backoff)
                 continue
-            messages = self._receive(stop)
             if not messages:
                 continue
             while not stop.is_set():
@@ -172,22 +193,6 @@ class Poller:
         while not inbox.empty() and not stop.is_set():
             time.sleep(0.05)
         done.set()
-
-    def _ready_to_receive(self, stop: threading.Event) -> bool:
-        """False (after waiting a little) while paused: an outage, backpressure, or as
-        many messages held as this poller may hold."""
-        if self._paused_until > self._clock():
-            stop.wait(min(1.0, self._paused_until - self._clock()))
-            return False
-        if self._in_outage and not self._dependencies_answer():
-            self._pause()
-            return False
-        self._in_outage = False
-        if len(self.held) >= self._cfg.max_held or self._backpressure():
-            self.metrics.paused.inc()
-            stop.wait(1.0)
-            return False
-        return True
 
     def _handle_safely(self, messages: list[MessageTypeDef], stop: threading.Event) -> None:
         try:
@@ -215,50 +220,22 @@ class Poller:
         self.metrics.batch_size.observe(len(messages))
         verdicts, candidates = Verdicts(), []
         for message in messages:
-            candidate = self._sort(message, verdicts)
+            candidate = self._intake.sort(message, verdicts)
             if candidate is not None:
                 candidates.append(candidate)
         if candidates:
             try:
                 taken = self._intake.take(candidates)
             except LedgerUnavailable as exc:
-                self._outage("redis", str(exc))
+                self._gate.outage("redis", str(exc))
                 taken = Verdicts(release=[c.receipt for c in candidates])
             verdicts = _merge(verdicts, taken)
         self._apply(verdicts)
 
-    def _sort(self, message: MessageTypeDef, verdicts: Verdicts) -> Candidate | None:
-        body, receipt = message.get("Body", ""), message["ReceiptHandle"]
-        try:
-            parsed = parse_delivery_event(body)
-        except MalformedEvent as exc:
-            log.error("message_malformed", reason=str(exc), message_id=message.get("MessageId"))
-            verdicts.park.append((receipt, Parcel(body, "malformed", str(exc))))
-            return None
-        envelope = parsed.envelope if isinstance(parsed, DeliveryEvent) else parsed
-        self._observe_age(envelope)
-        if isinstance(parsed, Envelope):
-            self._unsupported(receipt, body, parsed, verdicts)
-            return None
-        ref = DeliveryRef(parsed.business_product_id, parsed.order_id, parsed.delivery_id)
-        state = parsed.implied_state
-        request = ClaimRequest(envelope.dedup_key, envelope.payload_hash, ref, rank(state), state)
-        return Candidate(receipt, request, body)
-
-    def _unsupported(self, receipt: str, body: str, envelope: Envelope, verdicts: Verdicts) -> None:
-        self.metrics.unsupported.labels(metric_label(envelope.detail_type)).inc()
-        if self._cfg.park_unsupported:
-            reason = f"detail-type {envelope.detail_type[:64]!r} is not handled"
-            parcel = Parcel(body, "unsupported", reason, envelope.dedup_key)
-            verdicts.park.append((receipt, parcel))
-        else:
-            log.info("event_unsupported_acknowledged", detail_type=envelope.detail_type[:64])
-            verdicts.delete.append(receipt)
-
     def _apply(self, verdicts: Verdicts) -> None:
         if self._intake.broker_failed:
             self._intake.broker_failed = False
-            self._outage("broker", f"{len(verdicts.release)} publishes not confirmed")
+            self._gate.outage("broker", f"{len(verdicts.release)} publishes not confirmed")
         parked = self._park(verdicts.park)
         self._delete(verdicts.delete + parked)
         now = self._clock()
@@ -293,7 +270,7 @@ class Poller:
         try:
             states = dict(zip(keys, self._ledger.states(keys), strict=True))
         except LedgerUnavailable as exc:
-            self._outage("redis", str(exc))
+            self._gate.outage("redis", str(exc))
             states = {}
         settled = [h for h in self.held.all() if states.get(h.request.dedup_key) in _SETTLED]
         if not self._dlq.configured:
@@ -321,7 +298,7 @@ class Poller:
         try:
             verdicts = self._intake.take(candidates, again=True)
         except LedgerUnavailable as exc:
-            self._outage("redis", str(exc))
+            self._gate.outage("redis", str(exc))
             return
         # held already: only what no longer belongs in the table leaves it
         self.held.drop(verdicts.delete + verdicts.release + [r for r, _ in verdicts.park])
@@ -359,7 +336,6 @@ class Poller:
             log.warning("receive_failed", error=type(exc).__name__)
             stop.wait(self._cfg.error_backoff)
             return None
-        self.metrics.beat(self._clock())
         return messages
 
     def _park(self, items: list[tuple[str, Parcel]]) -> list[str]:
@@ -391,55 +367,6 @@ class Poller:
     def _count_sqs(self, action: str, requests: int = 1) -> None:
         self.sqs_requests += requests
         self.metrics.sqs_requests.labels(action).inc(requests)
-
-    # --- health -----------------------------------------------------------------------
-    def _backpressure(self) -> bool:
-        if not self._cfg.max_queue_depth or self._queue_depth is None:
-            return False
-        try:
-            return self._queue_depth() > self._cfg.max_queue_depth
-        except Exception as exc:  # noqa: BLE001 - an unknown depth must not stop intake
-            log.warning("queue_depth_unknown", error=type(exc).__name__)
-            return False
-
-    def _observe_age(self, envelope: Envelope) -> None:
-        try:
-            sent = datetime.fromisoformat(envelope.time.replace("Z", "+00:00"))
-        except ValueError:
-            return
-        if sent.tzinfo is None:
-            sent = sent.replace(tzinfo=UTC)
-        self.metrics.event_age.observe(max(0.0, self._clock() - sent.timestamp()))
-
-    def _outage(self, what: str, error: str) -> None:
-        """Redis or the broker is down: stop intake until ``probe`` says it is back.
-
-        Receiving on would only cycle messages through their visibility timeout and
-        count receives towards the redrive policy; paused, they wait in SQS untouched.
-        """
-        self.metrics.errors.labels(what).inc()
-        self._in_outage = True
-        self._paused_until = self._clock() + self._backoff
-        now = self._clock()
-        if now - self._last_outage_log >= self._cfg.outage_log_interval:
-            self._last_outage_log = now
-            log.error("dependency_unavailable_intake_paused", dependency=what, error=error)
-
-    def _pause(self) -> None:
-        self._backoff = min(self._backoff * 2, self._cfg.max_backoff)
-        self._paused_until = self._clock() + self._backoff
-
-    def _dependencies_answer(self) -> bool:
-        if self._probe is None:
-            return True
-        try:
-            ok = self._probe()
-        except Exception:  # noqa: BLE001 - a failing probe means "not yet"
-            ok = False
-        if ok:
-            self._backoff = self._cfg.error_backoff
-            log.info("dependencies_back_intake_resumed")
-        return ok
 
 
 _SETTLED = frozenset({"done", "parked"})

@@ -22,6 +22,9 @@ from worker.poller.metrics import MetricsServer, Totals, heartbeat_fresh
 
 log = structlog.get_logger("bwp.poller")
 
+#: /healthz turns 503 when the loop has not turned for this long
+HEALTHY_WITHIN_SECONDS = 60.0
+
 
 def queue_depth_probe(settings: Settings) -> Callable[[], int] | None:
     """LLEN of the Celery queue list when the broker is Redis, else None."""
@@ -89,7 +92,9 @@ def run_poller(settings: Settings, max_polls: int | None = None) -> Totals:
     signal.signal(signal.SIGINT, on_signal)
     server = None
     if settings.metrics_port:
-        max_age = 3 * (settings.sqs_wait_time_seconds + 10)
+        # The loop beats every iteration, receiving or deliberately paused (an outage,
+        # backpressure): only a loop that is stuck or gone goes stale.
+        max_age = HEALTHY_WITHIN_SECONDS
         server = MetricsServer(
             poller.metrics, settings.metrics_port, lambda: heartbeat_fresh(poller.metrics, max_age)
         ).start()
@@ -103,4 +108,7 @@ def run_poller(settings: Settings, max_polls: int | None = None) -> Totals:
             server.stop()
         client.close()
     log.info("poller_stopped", **asdict(totals))
+    if poller.failed:
+        # ECS restarts it; held messages were handed back above
+        raise SystemExit(1)
     return totals
