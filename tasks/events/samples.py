@@ -55,8 +55,9 @@ def build_event(
 
     ``delivery_id`` is required for delivery-family detail-types; ``tracker`` (carrier
     code, tracking number) names a tracker instead of an order, as
-    PACKAGE_TRACKER_MILESTONE_CHANGED does. 2024-11-01 detail-types get a ``detail.idempotencyKey`` (the given one, else a
-    fresh one of the documented base64 form).
+    PACKAGE_TRACKER_MILESTONE_CHANGED does. 2024-11-01 detail-types get a
+    ``detail.idempotencyKey`` (the given one, else a fresh one of the documented base64
+    form).
     """
     if detail_type in DELIVERY_EVENTS and (delivery_id is None or order_id is None):
         raise ValueError(f"{detail_type} needs an order id and a delivery id")
