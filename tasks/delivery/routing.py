@@ -69,7 +69,8 @@ def sync_milestone(event: MilestoneEvent, deps: SyncDeps) -> Outcome | str:
             carrier_code=event.carrier_code,
             tracking_number=event.tracking_number,
         )
-        deps.ledger.complete(event.envelope.dedup_key, how=UNKNOWN_TRACKER)
+        envelope = event.envelope
+        deps.ledger.complete(envelope.dedup_key, UNKNOWN_TRACKER, envelope.payload_hash)
         return UNKNOWN_TRACKER
     structlog.contextvars.bind_contextvars(order_id=ref.order_id, delivery_id=ref.delivery_id)
     return sync_for_event(ref, event.envelope, deps)
