@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     queued_ttl_seconds: int = Field(default=2 * 86400, ge=60)
     done_ttl_seconds: int = Field(default=4 * 86400, ge=60)
     delivery_state_ttl_seconds: int = Field(default=30 * 86400, ge=3600)
+    #: how long a pushed tracking number keeps pointing at its delivery (milestone events)
+    tracker_ttl_seconds: int = Field(default=90 * 86400, ge=90 * 86400)
     delivery_lock_ttl_seconds: float = Field(default=60.0, gt=0)
     delivery_lock_wait_seconds: float = Field(default=5.0, ge=0)
     #: a `queued` ledger record older than this is re-dispatched by the sweep

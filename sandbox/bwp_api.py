@@ -15,7 +15,10 @@ HTTP paths (``build_app``):
   ``POST /_sandbox/invalidate-tokens``; ``POST /_sandbox/orders`` ``{"orderId",
   "businessProductId", "lineItems": [{"id", "quantity", "deliveryId"}]}``;
   ``POST /_sandbox/move`` ``{"orderId", "deliveryId", "state", "reason", "trackingNumber",
-  "carrierCode", "trackingUrl", "milestone", "estimatedEarliest", "estimatedLatest"}``.
+  "carrierCode", "trackingUrl", "milestone", "estimatedEarliest", "estimatedLatest",
+  "split": {"lineItemId", "units", "toDeliveryId"}}`` (``split`` first moves units of a
+  line item from the delivery to another, created PENDING when new; a new milestone on
+  a tracked delivery publishes PACKAGE_TRACKER_MILESTONE_CHANGED).
 
 Schemas, data shapes and mutations: see ``sandbox.bwp_schema``.
 """
@@ -55,7 +58,7 @@ from starlette.routing import Route
 from sandbox.bwp_errors import UNAUTHORIZED, classification, error_entry
 from sandbox.bwp_schema import GENERATIONS, ROOT, Context, schema_for
 from sandbox.bwp_store import Delivery, OrderStore
-from sandbox.publisher import Publisher
+from sandbox.publisher import MilestonePublisher, Publisher
 
 FAULT_KINDS: Final = frozenset(
     {"throttle", "http429", "http503", "internal", "not_found", "validation", "access_denied"}
@@ -84,12 +87,14 @@ class SandboxApi:
         client_secret: str = "sandbox-secret",  # noqa: S107
         token_ttl: float = 900.0,
         publisher: Publisher | None = None,
+        milestone_publisher: MilestonePublisher | None = None,
     ) -> None:
         self.store = store if store is not None else OrderStore()
         self.client_id = client_id
         self.client_secret = client_secret
         self.token_ttl = token_ttl
         self.publisher = publisher
+        self.milestone_publisher = milestone_publisher
         self._lock = threading.Lock()
         # Serialises moves so that two concurrent moves cannot both see the old state and
         # publish the same transition twice; separate from _lock as publishing is slow.
@@ -173,17 +178,28 @@ class SandboxApi:
         self, order_id: str, delivery_id: str, state: str | None, **changes: str | None
     ) -> Delivery:
         """Update a delivery (``changes``: OrderStore.update_delivery's fields); when its
-        state changed, publish the events announcing it.
+        state changed, publish the events announcing it; when its milestone changed on a
+        tracked delivery, publish PACKAGE_TRACKER_MILESTONE_CHANGED.
 
         Raises KeyError for an unknown order or delivery, ValueError for a bad value,
         TypeError for an unknown field.
         """
         with self._move_lock:
-            before = self.store.delivery(order_id, delivery_id).state
+            before = self.store.delivery(order_id, delivery_id)
             after = self.store.update_delivery(order_id, delivery_id, state=state, **changes)
             order = self.store.get_order(order_id)
-            if self.publisher is not None and order is not None and after.state != before:
+            if order is None:
+                return after
+            if self.publisher is not None and after.state != before.state:
                 self.publisher(order.business_product_id, order_id, delivery_id, after.state)
+            carrier, number = after.carrier_code, after.tracking_number
+            if (
+                self.milestone_publisher is not None
+                and carrier is not None
+                and number is not None
+                and after.milestone != before.milestone
+            ):
+                self.milestone_publisher(order.business_product_id, carrier, number)
             return after
 
 
@@ -346,6 +362,31 @@ def _token_endpoint(api: SandboxApi) -> Any:
     return endpoint
 
 
+_MOVE_FIELDS: Final = {
+    "reason": "reason",
+    "tracking_number": "trackingNumber",
+    "carrier_code": "carrierCode",
+    "tracking_url": "trackingUrl",
+    "milestone": "milestone",
+    "estimated_earliest": "estimatedEarliest",
+    "estimated_latest": "estimatedLatest",
+}
+
+
+def _admin_move(api: SandboxApi, body: dict[str, Any]) -> Delivery:
+    """``/_sandbox/move``: split units first when asked, then move the delivery."""
+    if (split := body.get("split")) is not None:
+        api.store.split(
+            body["orderId"],
+            split["lineItemId"],
+            body["deliveryId"],
+            split["toDeliveryId"],
+            int(split["units"]),
+        )
+    options = {name: body.get(key) for name, key in _MOVE_FIELDS.items()}
+    return api.move(body["orderId"], body["deliveryId"], body.get("state"), **options)
+
+
 def _admin_routes(api: SandboxApi) -> list[Route]:
     async def stats(_: Request) -> Response:
         return JSONResponse(api.stats())
@@ -375,20 +416,12 @@ def _admin_routes(api: SandboxApi) -> list[Route]:
 
     async def move(request: Request) -> Response:
         body = await request.json()
-        fields = {
-            "reason": "reason",
-            "tracking_number": "trackingNumber",
-            "carrier_code": "carrierCode",
-            "tracking_url": "trackingUrl",
-            "milestone": "milestone",
-            "estimated_earliest": "estimatedEarliest",
-            "estimated_latest": "estimatedLatest",
-        }
-        options = {name: body.get(key) for name, key in fields.items()}
         try:
-            delivery = api.move(body["orderId"], body["deliveryId"], body.get("state"), **options)
+            delivery = _admin_move(api, body)
         except KeyError as exc:
             return JSONResponse({"error": f"unknown {exc}"}, 404)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, 400)
         return JSONResponse(asdict(delivery))
 
     return [

@@ -5,7 +5,10 @@ with ``trackingDetails``); generation "2024-11" serves 2024-11-01 (``packageInfo
 with ``packageTracker``). Only documented fields exist, so a query for any other field
 fails validation. Sandbox choices where the docs are silent:
 
-- ``amount`` is null when the line item has no quantity, else ``{unit: ONE, value}``.
+- ``amount`` is null when the line item has no quantity, else ``{unit: ONE, value}``; a
+  line item's ``amount`` is what was ordered (its units over every delivery), and each
+  detail's ``…DetailsFor.orderLineItems`` lists the line items and units that delivery
+  holds (the shape buy-with-prime-api.md section 4 assumes).
 - ``trackingDetails`` / ``packageTracker`` are null while a delivery has neither a
   tracking number nor a carrier.
 - 2024-01's ``estimatedDeliveryDate`` is the latest estimate (else the earliest).
@@ -39,6 +42,9 @@ enum DeliveryState { PENDING IN_TRANSIT DELIVERED CANCELLED }
 enum CancellationReason { CUSTOMER_REQUESTED UNFULFILLABLE UNDELIVERABLE }
 enum AmountUnit { ONE }
 type Amount { unit: AmountUnit! value: Int }
+type OrderLineItem { lineItem: LineItemReference! amount: Amount }
+type LineItemReference { id: String! }
+type DetailsFor { orderLineItems: [OrderLineItem!]! }
 """
 
 _SDL_2024_01 = """
@@ -54,6 +60,7 @@ type LineItem { id: String! amount: Amount deliveryInformation: DeliveryInformat
 type DeliveryInformation { details: [DeliveryDetail!]! }
 type DeliveryDetail {
   id: String! state: DeliveryState! reason: CancellationReason
+  deliveryInformationDetailsFor: DetailsFor
   estimatedDeliveryDate: String trackingDetails: TrackingDetails
 }
 type TrackingDetails { trackingId: String carrierCode: String }
@@ -71,7 +78,8 @@ type Order {{ id: String! lineItems: [LineItem!]! packageInformation: PackageInf
 type LineItem {{ id: String! amount: Amount packageInformation: PackageInformation }}
 type PackageInformation {{ details: [PackageDetail!]! }}
 type PackageDetail {{
-  id: String! state: DeliveryState! reason: CancellationReason packageTracker: PackageTracker
+  id: String! state: DeliveryState! reason: CancellationReason
+  packageInformationDetailsFor: DetailsFor packageTracker: PackageTracker
 }}
 type PackageTracker {{
   packageTrackerIdentifier: PackageTrackerIdentifier
@@ -110,6 +118,30 @@ class Context:
     backend: Backend
     generation: str
     target_id: str | None
+
+
+def _amount(units: int | None) -> dict[str, Any] | None:
+    return None if units is None else {"unit": "ONE", "value": units}
+
+
+def _holds(order: Order, delivery_id: str) -> dict[str, Any]:
+    """The line items and units one delivery holds (its placements)."""
+    return {
+        "orderLineItems": [
+            {"lineItem": {"id": li.id}, "amount": _amount(li.quantity)}
+            for li in order.line_items
+            if li.delivery_id == delivery_id
+        ]
+    }
+
+
+def _ordered(order: Order) -> dict[str, int | None]:
+    """Each line item's ordered units: the sum of its placements (null if any is)."""
+    totals: dict[str, int | None] = {}
+    for li in order.line_items:
+        before = totals.get(li.id, 0)
+        totals[li.id] = None if before is None or li.quantity is None else before + li.quantity
+    return totals
 
 
 def _detail_2024_01(d: Delivery) -> dict[str, Any]:
@@ -158,15 +190,27 @@ _SHAPES: Final = {
 def order_data(order: Order, generation: str) -> dict[str, Any]:
     """``order`` as the query of ``generation`` returns it (before field selection)."""
     info_field, detail = _SHAPES[generation]
+    for_field = f"{info_field}DetailsFor"
+
+    def listed(delivery_id: str) -> dict[str, Any]:
+        return {**detail(order.deliveries[delivery_id]), for_field: _holds(order, delivery_id)}
+
     line_items = [
         {
-            "id": item.id,
-            "amount": None if item.quantity is None else {"unit": "ONE", "value": item.quantity},
-            info_field: {"details": [detail(order.deliveries[item.delivery_id])]},
+            "id": item_id,
+            "amount": _amount(units),
+            info_field: {
+                "details": [
+                    listed(delivery_id)
+                    for delivery_id in dict.fromkeys(
+                        li.delivery_id for li in order.line_items if li.id == item_id
+                    )
+                ]
+            },
         }
-        for item in order.line_items
+        for item_id, units in _ordered(order).items()
     ]
-    every = [detail(d) for d in order.deliveries.values()]
+    every = [listed(delivery_id) for delivery_id in order.deliveries]
     return {"id": order.id, "lineItems": line_items, info_field: {"details": every}}
 
 

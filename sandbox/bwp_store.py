@@ -1,5 +1,9 @@
 """The sandbox order API's data: orders, line items and deliveries, in memory.
 
+A line item can be split across deliveries: the order holds *placements* (line item id,
+units, delivery id), and a line item split in two has two placements. What was ordered is
+the sum of a line item's placements; what a delivery holds is its own placements.
+
 Thread-safe: the API server thread reads while tests and the demo move deliveries.
 Readers get copies, never the live records. The store accepts any state change (also
 backwards ones), so tests can make the API say what a misbehaving upstream might say.
@@ -50,6 +54,8 @@ class Delivery:
 
 @dataclass
 class LineItem:
+    """A placement: ``quantity`` units of line item ``id`` in delivery ``delivery_id``."""
+
     id: str
     quantity: int | None
     delivery_id: str
@@ -85,10 +91,16 @@ class OrderStore:
         business_product_id: str,
         line_items: Iterable[tuple[str, int | None, str]],
     ) -> Order:
-        """Add an order whose deliveries (one per distinct delivery id) start PENDING."""
+        """Add an order whose deliveries (one per distinct delivery id) start PENDING.
+
+        Each tuple places units of a line item in a delivery; a line item named in two
+        tuples is split across two deliveries.
+        """
         items = [LineItem(item_id, qty, delivery_id) for item_id, qty, delivery_id in line_items]
         if not items:
             raise ValueError("an order needs at least one line item")
+        if len({(item.id, item.delivery_id) for item in items}) != len(items):
+            raise ValueError("a line item is placed in one delivery twice")
         order = Order(order_id, business_product_id, items)
         for item in items:
             order.deliveries.setdefault(item.delivery_id, Delivery(item.delivery_id))
@@ -136,6 +148,44 @@ class OrderStore:
                 if value is not None:
                     setattr(delivery, name, value)
             return copy.deepcopy(delivery)
+
+    def split(
+        self, order_id: str, line_item_id: str, from_delivery: str, to_delivery: str, units: int
+    ) -> Order:
+        """Move ``units`` of a line item from one delivery to another (created PENDING
+        when new), as Buy with Prime splits a PENDING delivery. Raises KeyError for an
+        unknown order or placement, ValueError for units it does not hold."""
+        with self._lock:
+            order = self._orders[order_id]
+            source = next(
+                (
+                    li
+                    for li in order.line_items
+                    if li.id == line_item_id and li.delivery_id == from_delivery
+                ),
+                None,
+            )
+            if source is None:
+                raise KeyError(f"{line_item_id} in {from_delivery}")
+            if source.quantity is None or not 0 < units <= source.quantity:
+                raise ValueError(f"cannot move {units} of {source.quantity} units")
+            target = next(
+                (
+                    li
+                    for li in order.line_items
+                    if li.id == line_item_id and li.delivery_id == to_delivery
+                ),
+                None,
+            )
+            if target is None:
+                order.line_items.append(LineItem(line_item_id, units, to_delivery))
+            else:
+                target.quantity = (target.quantity or 0) + units
+            source.quantity -= units
+            if source.quantity == 0:
+                order.line_items.remove(source)
+            order.deliveries.setdefault(to_delivery, Delivery(to_delivery))
+            return copy.deepcopy(order)
 
     def get_order(self, order_id: str) -> Order | None:
         with self._lock:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from tasks.events.catalog import DELIVERY_EVENTS, TWINS, DeliveryState
+from tasks.events.catalog import DELIVERY_EVENTS, MILESTONE_EVENT, TWINS, DeliveryState
 from tasks.events.samples import build_event, to_body
 
 if TYPE_CHECKING:
@@ -20,6 +20,7 @@ DEFAULT_SUBSCRIPTIONS: Final = (
     "PACKAGE_DELIVERY_IN_TRANSIT",
     "PACKAGE_DELIVERED",
     "PACKAGE_DELIVERY_CANCELLED",
+    MILESTONE_EVENT,
 )
 
 
@@ -29,10 +30,16 @@ class Publisher(Protocol):
     ) -> object: ...
 
 
+class MilestonePublisher(Protocol):
+    def __call__(
+        self, business_product_id: str, carrier_code: str, tracking_number: str
+    ) -> object: ...
+
+
 class SqsPublisher:
     """Sends delivery events for the subscribed detail-types to ``queue_url``.
 
-    Raises ValueError for a subscription outside the delivery family.
+    Raises ValueError for a subscription outside the delivery family and the milestone.
     """
 
     def __init__(
@@ -41,7 +48,7 @@ class SqsPublisher:
         queue_url: str,
         subscriptions: Sequence[str] = DEFAULT_SUBSCRIPTIONS,
     ) -> None:
-        unknown = set(subscriptions) - DELIVERY_EVENTS.keys()
+        unknown = set(subscriptions) - DELIVERY_EVENTS.keys() - {MILESTONE_EVENT}
         if unknown:
             raise ValueError(f"not delivery-family detail-types: {sorted(unknown)}")
         self._sqs = sqs_client
@@ -69,5 +76,19 @@ class SqsPublisher:
         for event in events:
             self._sqs.send_message(QueueUrl=self._queue_url, MessageBody=to_body(event))
         return events
+
+    def publish_milestone(
+        self, business_product_id: str, carrier_code: str, tracking_number: str
+    ) -> list[dict[str, Any]]:
+        """Send PACKAGE_TRACKER_MILESTONE_CHANGED for the tracker when subscribed."""
+        if MILESTONE_EVENT not in self._subscriptions:
+            return []
+        event = build_event(
+            MILESTONE_EVENT,
+            business_product_id=business_product_id,
+            tracker=(carrier_code, tracking_number),
+        )
+        self._sqs.send_message(QueueUrl=self._queue_url, MessageBody=to_body(event))
+        return [event]
 
     __call__ = publish

@@ -139,7 +139,9 @@ class LocalStack:
         self.queue_url, self.dlq_url = create_queue_pair(
             self.sqs, name, visibility_timeout=self.options.sqs_visibility_timeout
         )
-        self.api.publisher = SqsPublisher(self.sqs, self.queue_url, self.options.subscriptions)
+        publisher = SqsPublisher(self.sqs, self.queue_url, self.options.subscriptions)
+        self.api.publisher = publisher
+        self.api.milestone_publisher = publisher.publish_milestone
         self.api_server = serve_asgi(build_api_app(self.api))
         self.oms_server = serve_asgi(build_oms_app(self.oms))
         self._servers = [self.api_server, self.oms_server]

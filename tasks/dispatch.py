@@ -10,13 +10,32 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 
 from tasks.celery import SYNC_TASK
-from tasks.ledger.events import QueuedEvent
+from tasks.events.catalog import rank
+from tasks.events.envelope import DeliveryEvent, MilestoneEvent
+from tasks.keys import DeliveryRef
+from tasks.ledger.events import ClaimRequest, QueuedEvent
 
 log = structlog.get_logger("bwp.dispatch")
 
 # A broker that does not answer within this policy is "down": the caller leaves the
 # messages in SQS rather than waiting on it.
 _RETRY_POLICY = {"max_retries": 1, "interval_start": 0.1, "interval_step": 0.2, "interval_max": 0.5}
+
+
+def claim_request(event: DeliveryEvent | MilestoneEvent) -> ClaimRequest:
+    """The poller's claim of an event to dispatch.
+
+    It names the delivery and the rank of the implied state (the ledger's "no news"
+    shortcut) only when the event names exactly one delivery. A milestone's delivery is
+    known only to the task (through the tracker index), and an event naming several
+    deliveries must reach the task even when one of them already shows the state.
+    """
+    envelope = event.envelope
+    if isinstance(event, MilestoneEvent) or event.others:
+        return ClaimRequest(envelope.dedup_key, envelope.payload_hash, None, -1)
+    ref = DeliveryRef(event.business_product_id, event.order_id, event.delivery_id)
+    state = event.implied_state
+    return ClaimRequest(envelope.dedup_key, envelope.payload_hash, ref, rank(state), state)
 
 
 class Dispatcher:

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import structlog
 
-from tasks.delivery.sync import sync_event
+from tasks.delivery.routing import sync_parsed
 from tasks.delivery.task_retry import GiveUp, Park, Retry, RetryPolicy, next_step
 from tasks.errors import DeadLetterUnavailable, MalformedEvent
-from tasks.events.envelope import DeliveryEvent, parse_delivery_event
+from tasks.events.envelope import DeliveryEvent, MilestoneEvent, parse_delivery_event
 from tasks.runtime import Runtime
 from tasks.sqs.dlq import Parcel
 
@@ -34,9 +34,9 @@ def _payload_hash(body: str) -> str:
         return ""
 
 
-def _parse(body: str) -> DeliveryEvent:
+def _parse(body: str) -> DeliveryEvent | MilestoneEvent:
     event = parse_delivery_event(body)
-    if not isinstance(event, DeliveryEvent):
+    if not isinstance(event, DeliveryEvent | MilestoneEvent):
         raise MalformedEvent(f"{event.detail_type} is not a delivery event")
     return event
 
@@ -46,12 +46,13 @@ def handle(body: str, dedup_key: str, runtime: Runtime, *, failures: int, busy: 
     try:
         event = _parse(body)
         structlog.contextvars.bind_contextvars(
-            event_id=event.envelope.id,
-            detail_type=event.envelope.detail_type,
-            order_id=event.order_id,
-            delivery_id=event.delivery_id,
+            event_id=event.envelope.id, detail_type=event.envelope.detail_type
         )
-        outcome = sync_event(event, runtime.deps)
+        if isinstance(event, DeliveryEvent):
+            structlog.contextvars.bind_contextvars(
+                order_id=event.order_id, delivery_id=event.delivery_id
+            )
+        outcome = sync_parsed(event, runtime.deps)
     except Exception as exc:  # noqa: BLE001 - classified by next_step, parked or retried, never swallowed
         return _after_error(exc, body, dedup_key, runtime, failures=failures, busy=busy)
     log.info("event_synced", outcome=outcome, retries=failures)

@@ -35,6 +35,11 @@ class Keys:
     def delivery_lock(self, ref: DeliveryRef) -> str:
         return f"{self.prefix}lock:dlv:{ref}"
 
+    def tracker(self, business_product_id: str, carrier_code: str, tracking_number: str) -> str:
+        """Hash: the delivery a carrier's tracker belongs to (milestone events name only
+        the tracker). Only id-like parts are indexed, so "/" cannot make two keys collide."""
+        return f"{self.prefix}trk:{business_product_id}/{carrier_code}/{tracking_number}"
+
     @property
     def token(self) -> str:
         """String: the shared OAuth access token, expiring before the token does."""

@@ -14,6 +14,7 @@ from tasks.delivery.sync import SyncDeps
 from tasks.keys import Keys
 from tasks.ledger.deliveries import DeliveryStates
 from tasks.ledger.events import Ledger
+from tasks.ledger.trackers import Trackers
 from tasks.oms.client import OmsClient
 from tasks.order_api.client import OrderApi
 from tasks.order_api.rate_limit import RateLimiter
@@ -102,7 +103,8 @@ def build_runtime(settings: Settings) -> Runtime:
         attempts=settings.http_max_attempts,
         total_timeout=settings.http_total_timeout_seconds,
     )
-    deps = SyncDeps(ledger, deliveries, api, oms, settings.bwp_api_version)
+    trackers = Trackers(client, keys, ttl=settings.tracker_ttl_seconds)
+    deps = SyncDeps(ledger, deliveries, api, oms, settings.bwp_api_version, trackers=trackers)
     dead_letters = DeadLetters(
         make_sqs(settings), settings.sqs_dlq_url, Redactor(settings.secrets()).scrub_text
     )

@@ -26,7 +26,7 @@ from sandbox.demo.collect import api_views, oms_views, read_dlq, scrape_metrics
 from sandbox.demo.live import free_port, keep_running
 from sandbox.demo.report import Figures, Outcome, compare, render_summary, render_table, verdict
 from sandbox.demo.story import Journal, Say, Story, plan
-from tasks.events.catalog import DELIVERY_EVENTS
+from tasks.events.catalog import DELIVERY_EVENTS, MILESTONE_EVENT
 
 if TYPE_CHECKING:
     from sandbox.stack import LocalStack
@@ -78,7 +78,8 @@ def demo(orders: int, api_version: str, keep_running: bool, redis_url: str | Non
     options = StackOptions(
         redis_url=redis_url or None,
         api_version=api_version,
-        subscriptions=tuple(DELIVERY_EVENTS),  # all nine: twins happen as they would
+        # all nine, and the milestone: twins happen as they would
+        subscriptions=(*DELIVERY_EVENTS, MILESTONE_EVENT),
         key_prefix=f"bwp-demo-{uuid.uuid4().hex[:8]}:",
         log_dir=log_dir,
         # moto's SQS rebuilds its message list without a lock on delete: under load a

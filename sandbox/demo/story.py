@@ -1,6 +1,7 @@
 """The demo's scripted story: orders are placed, their deliveries move, and a real queue's
 trouble arrives with them (twins, a redelivery, a late event, a malformed message, an
-event type the worker does not handle).
+event type the worker does not handle). One line item is split across two deliveries
+(1 unit cancelled as unfulfillable, 2 delivered), and one carrier milestone changes.
 
 The sandbox API publishes the events itself when a delivery moves (``api.move``), one per
 subscribed twin. The story waits for the pipeline to settle after each wave, so every
@@ -50,6 +51,13 @@ class RecordingPublisher:
         self._inner = inner
         self.events: list[dict[str, Any]] = []
 
+    def milestone(
+        self, business_product_id: str, carrier_code: str, tracking_number: str
+    ) -> list[dict[str, Any]]:
+        events = self._inner.publish_milestone(business_product_id, carrier_code, tracking_number)
+        self.events += events
+        return events
+
     def __call__(
         self, business_product_id: str, order_id: str, delivery_id: str, state: str
     ) -> list[dict[str, Any]]:
@@ -61,7 +69,7 @@ class RecordingPublisher:
 @dataclass(frozen=True)
 class PlannedOrder:
     order_id: str
-    role: str  # "two-deliveries", "cancelled", "out-of-order" or "plain"
+    role: str  # "two-deliveries", "split", "cancelled", "out-of-order" or "plain"
     items: tuple[Item, ...]
 
     @property
@@ -71,12 +79,15 @@ class PlannedOrder:
 
 def plan(orders: int) -> list[PlannedOrder]:
     """``orders`` orders; the first four play the story's special roles."""
-    roles = ["two-deliveries", "plain", "cancelled", "out-of-order"]
+    roles = ["two-deliveries", "split", "cancelled", "out-of-order"]
     planned = []
     for i in range(orders):
         role = roles[i] if i < len(roles) else "plain"
         if role == "two-deliveries":
             items: tuple[Item, ...] = (("li-1", 2, "d-1"), ("li-2", 1, "d-1"), ("li-3", 1, "d-2"))
+        elif role == "split":
+            # 3 x li-3 ordered: 2 units in d-1, 1 unit split off into d-2 (then cancelled)
+            items = (("li-1", 1, "d-1"), ("li-2", 2, "d-1"), ("li-3", 2, "d-1"), ("li-3", 1, "d-2"))
         else:
             count = 3 if i == 1 else 1 + i % 2
             items = tuple((f"li-{n}", n, "d-1") for n in range(1, count + 1))
@@ -99,6 +110,7 @@ class Story:
             raise RuntimeError("the stack's API has no SQS publisher")
         self._published = RecordingPublisher(publisher)
         stack.api.publisher = self._published
+        stack.api.milestone_publisher = self._published.milestone
         self._held: list[dict[str, Any]] = []
 
     def run(self) -> Journal:
@@ -129,6 +141,8 @@ class Story:
                 }
                 if order.role == "cancelled":
                     self._move(order.order_id, delivery, "CANCELLED", reason="CUSTOMER_REQUESTED")
+                elif order.role == "split" and delivery != "d-1":
+                    self._move(order.order_id, delivery, "CANCELLED", reason="UNFULFILLABLE")
                 elif order.role == "out-of-order":
                     self._stack.api.store.update_delivery(
                         order.order_id, delivery, state="IN_TRANSIT", **tracking
@@ -156,7 +170,9 @@ class Story:
                 continue
             for delivery in order.deliveries:
                 if order.role == "two-deliveries" and delivery != "d-1":
-                    self._say(f"  · order {order.order_id} {delivery} stays IN_TRANSIT")
+                    self._milestone(order.order_id, delivery, "OUT_FOR_DELIVERY")
+                    continue
+                if order.role == "split" and delivery != "d-1":
                     continue
                 self._move(order.order_id, delivery, "DELIVERED")
 
@@ -212,6 +228,15 @@ class Story:
         self._say(
             f"  → order {order_id} {delivery} {state}{' ' + detail if detail else ''}"
             f" ({twins} twin events)"
+        )
+
+    def _milestone(self, order_id: str, delivery: str, milestone: str) -> None:
+        before = len(self._published.events)
+        self._stack.api.move(order_id, delivery, None, milestone=milestone)
+        sent = len(self._published.events) - before
+        self._say(
+            f"  ⌖ order {order_id} {delivery} stays IN_TRANSIT; carrier milestone {milestone}"
+            f" ({sent} PACKAGE_TRACKER_MILESTONE_CHANGED event{'' if sent == 1 else 's'})"
         )
 
     def _send(self, body: str, origin: str, event: dict[str, Any] | None = None) -> None:

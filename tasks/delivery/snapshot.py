@@ -1,8 +1,19 @@
 """Delivery snapshots: what one delivery of an order looks like right now.
 
-Pure. ``extract_snapshots`` turns the ``order`` object of a GraphQL response (either
-schema generation) into one snapshot per delivery id; ``Snapshot.idempotency_key`` is the
+Pure. ``read_order`` turns the ``order`` object of a GraphQL response (either schema
+generation) into one snapshot per delivery id; ``Snapshot.idempotency_key`` is the
 content fingerprint that the OMS sees as ``Idempotency-Key``.
+
+Where a delivery's data comes from (buy-with-prime-api.md section 4):
+
+- state, reason and tracking: the first listing of the delivery's detail, the
+  order-level ``deliveryInformation`` / ``packageInformation`` first, then the line items';
+- its line items and units: the detail's ``…DetailsFor.orderLineItems`` (``lineItem.id``
+  and that entry's ``amount.value``), whichever listing carries it;
+- fallback, when no listing carries ``…DetailsFor``: the line items whose own details
+  list the delivery. A line item listed by one delivery only sends its ordered
+  ``amount.value``; one split across several deliveries sends null (its units in each
+  are unknown, and the ordered total would be wrong).
 """
 
 from __future__ import annotations
@@ -10,13 +21,28 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
+from collections import Counter
+from collections.abc import Container
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final
 
 from tasks.errors import PermanentApiError
 from tasks.events.catalog import CANCELLATION_REASONS, DeliveryState, rank
 
 GENERATION_2024_11 = frozenset({"2024-11-01"})
+
+#: (delivery information field, its details' "what this delivery holds" field)
+_FIELDS: Final = {
+    True: ("packageInformation", "packageInformationDetailsFor"),
+    False: ("deliveryInformation", "deliveryInformationDetailsFor"),
+}
+
+
+class UnknownValue(PermanentApiError):
+    """A delivery detail holds a state or reason this worker does not know.
+
+    The preview API may add values: only the delivery an event names must parse.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +101,8 @@ def _opt_str(value: Any, where: str) -> str | None:
     raise PermanentApiError(f"order response: {where} is not a string")
 
 
-def _quantity(item: dict[str, Any]) -> int | None:
-    value = _obj(item.get("amount"), "lineItems.amount").get("value")
+def _quantity(amount: Any, where: str) -> int | None:
+    value = _obj(amount, where).get("value")
     if value is None:
         return None
     if (
@@ -86,7 +112,7 @@ def _quantity(item: dict[str, Any]) -> int | None:
         or value < 0
         or value != int(value)
     ):
-        raise PermanentApiError("order response: lineItems.amount.value is not a count")
+        raise PermanentApiError(f"order response: {where}.value is not a count")
     return int(value)
 
 
@@ -94,10 +120,10 @@ def _state(detail: dict[str, Any]) -> tuple[DeliveryState, str | None]:
     try:
         state = DeliveryState(str(detail.get("state")))
     except ValueError as exc:
-        raise PermanentApiError("order response: delivery state is not a known state") from exc
+        raise UnknownValue("order response: delivery state is not a known state") from exc
     reason = _opt_str(detail.get("reason"), "details.reason")
     if reason is not None and reason not in CANCELLATION_REASONS:
-        raise PermanentApiError("order response: unknown cancellation reason")
+        raise UnknownValue("order response: unknown cancellation reason")
     return state, reason
 
 
@@ -132,51 +158,134 @@ def _tracking_2024_01(detail: dict[str, Any]) -> Tracking | None:
     return Tracking(carrier, number, None, None, estimate, estimate)
 
 
-def _details(item: dict[str, Any], new_generation: bool) -> list[dict[str, Any]]:
-    info_key = "packageInformation" if new_generation else "deliveryInformation"
-    details = _obj(item.get(info_key), info_key).get("details") or []
+def _details(holder: dict[str, Any], info_key: str) -> list[dict[str, Any]]:
+    details = _obj(holder.get(info_key), info_key).get("details") or []
     if not isinstance(details, list):
         raise PermanentApiError(f"order response: {info_key}.details is not a list")
     return [_obj(d, f"{info_key}.details[]") for d in details]
 
 
-def extract_snapshots(
-    order: dict[str, Any], *, business_product_id: str, api_version: str
-) -> dict[str, Snapshot]:
-    """One snapshot per delivery id found on the order's line items.
+def _detail_id(detail: dict[str, Any]) -> str:
+    delivery_id = _opt_str(detail.get("id"), "details.id")
+    if not delivery_id:
+        raise PermanentApiError("order response: delivery detail without id")
+    return delivery_id
 
-    Line items that share a delivery id are gathered into that delivery (sorted by id).
-    Raises PermanentApiError when the response does not have the documented shape.
-    """
-    new_generation = api_version in GENERATION_2024_11
-    order = _obj(order, "order")
-    order_id = _opt_str(order.get("id"), "order.id")
-    items = order.get("lineItems") or []
-    if order_id is None or not isinstance(items, list):
-        raise PermanentApiError("order response: order lacks id or lineItems")
-    fields: dict[str, tuple[DeliveryState, str | None, Tracking | None]] = {}
-    members: dict[str, list[LineItem]] = {}
+
+def _held(listings: list[dict[str, Any]], for_key: str) -> list[LineItem] | None:
+    """The line items and units the delivery holds, from the first listing that says;
+    None when none does."""
+    for detail in listings:
+        entries = _obj(detail.get(for_key), for_key).get("orderLineItems")
+        if entries is None:
+            continue
+        if not isinstance(entries, list):
+            raise PermanentApiError(f"order response: {for_key}.orderLineItems is not a list")
+        units: dict[str, int | None] = {}
+        for raw in entries:
+            entry = _obj(raw, f"{for_key}.orderLineItems[]")
+            item_id = _opt_str(_obj(entry.get("lineItem"), "lineItem").get("id"), "lineItem.id")
+            if not item_id:
+                raise PermanentApiError("order response: delivery line item without id")
+            count = _quantity(entry.get("amount"), f"{for_key}.amount")
+            # The same line item listed twice in one delivery: its units add up.
+            before = units.get(item_id, 0) if item_id in units else None
+            units[item_id] = count if before is None or count is None else before + count
+        return [LineItem(item_id, count) for item_id, count in units.items()]
+    return None
+
+
+def _collect(
+    order: dict[str, Any], items: list[Any], info_key: str
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, int | None], dict[str, list[str]]]:
+    """Every listing of each delivery's detail (order level first), each line item's
+    ordered amount, and the line items whose own details list each delivery."""
+    listings: dict[str, list[dict[str, Any]]] = {}
+    for detail in _details(order, info_key):
+        listings.setdefault(_detail_id(detail), []).append(detail)
+    ordered: dict[str, int | None] = {}
+    linked: dict[str, list[str]] = {}
     for raw_item in items:
         item = _obj(raw_item, "lineItems[]")
         item_id = _opt_str(item.get("id"), "lineItems.id")
         if not item_id:
             raise PermanentApiError("order response: line item without id")
-        for detail in _details(item, new_generation):
-            delivery_id = _opt_str(detail.get("id"), "details.id")
-            if not delivery_id:
-                raise PermanentApiError("order response: delivery detail without id")
-            tracking = _tracking_2024_11(detail) if new_generation else _tracking_2024_01(detail)
-            fields.setdefault(delivery_id, (*_state(detail), tracking))
-            members.setdefault(delivery_id, []).append(LineItem(item_id, _quantity(item)))
-    return {
-        delivery_id: Snapshot(
+        ordered[item_id] = _quantity(item.get("amount"), "lineItems.amount")
+        for detail in _details(item, info_key):
+            delivery_id = _detail_id(detail)
+            listings.setdefault(delivery_id, []).append(detail)
+            if item_id not in linked.setdefault(delivery_id, []):
+                linked[delivery_id].append(item_id)
+    return listings, ordered, linked
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRead:
+    """What an order response says: its deliveries' snapshots, and the deliveries left out
+    because they hold a value this worker does not know (delivery id → why)."""
+
+    snapshots: dict[str, Snapshot]
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def read_order(
+    order: dict[str, Any],
+    *,
+    business_product_id: str,
+    api_version: str,
+    strict: Container[str] | None = None,
+) -> OrderRead:
+    """One snapshot per delivery id found on the order (see the module docstring).
+
+    A delivery whose state or reason is unknown raises UnknownValue when its id is in
+    ``strict`` (every id when ``strict`` is None) and is skipped otherwise. A delivery
+    holding no line item is left out. Raises PermanentApiError when the response does not
+    have the documented shape.
+    """
+    new_generation = api_version in GENERATION_2024_11
+    info_key, for_key = _FIELDS[new_generation]
+    order = _obj(order, "order")
+    order_id = _opt_str(order.get("id"), "order.id")
+    items = order.get("lineItems") or []
+    if order_id is None or not isinstance(items, list):
+        raise PermanentApiError("order response: order lacks id or lineItems")
+    listings, ordered, linked = _collect(order, items, info_key)
+    spread = Counter(item_id for ids in linked.values() for item_id in ids)
+    found: dict[str, Snapshot] = {}
+    skipped: dict[str, str] = {}
+    for delivery_id, details in listings.items():
+        first = details[0]
+        try:
+            state, reason = _state(first)
+        except UnknownValue as exc:
+            if strict is None or delivery_id in strict:
+                raise
+            skipped[delivery_id] = str(exc)
+            continue
+        held = _held(details, for_key)
+        if not held:
+            held = [
+                LineItem(item_id, ordered.get(item_id) if spread[item_id] == 1 else None)
+                for item_id in linked.get(delivery_id, [])
+            ]
+        if not held:
+            continue
+        found[delivery_id] = Snapshot(
             business_product_id=business_product_id,
             order_id=order_id,
             delivery_id=delivery_id,
             state=state,
             reason=reason,
-            line_items=tuple(sorted(set(members[delivery_id]), key=lambda li: li.line_item_id)),
-            tracking=tracking,
+            line_items=tuple(sorted(set(held), key=lambda li: li.line_item_id)),
+            tracking=_tracking_2024_11(first) if new_generation else _tracking_2024_01(first),
         )
-        for delivery_id, (state, reason, tracking) in fields.items()
-    }
+    return OrderRead(found, skipped)
+
+
+def extract_snapshots(
+    order: dict[str, Any], *, business_product_id: str, api_version: str
+) -> dict[str, Snapshot]:
+    """``read_order`` with every delivery parsed strictly."""
+    return read_order(
+        order, business_product_id=business_product_id, api_version=api_version
+    ).snapshots

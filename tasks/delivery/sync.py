@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
@@ -16,13 +16,15 @@ from typing import Any, Protocol
 import structlog
 
 from tasks.delivery.guard import Decision, Pushed, decide
-from tasks.delivery.snapshot import Snapshot, extract_snapshots
+from tasks.delivery.snapshot import Snapshot, read_order
 from tasks.errors import ApiBehindEvent, OrderNotVisibleYet
-from tasks.events.catalog import TERMINAL_STATES, rank
-from tasks.events.envelope import DeliveryEvent
+from tasks.events.catalog import TERMINAL_STATES, DeliveryState, rank
+from tasks.events.envelope import DeliveryEvent, Envelope
 from tasks.keys import DeliveryRef
 from tasks.ledger.deliveries import DeliveryStates, Record
 from tasks.ledger.events import Ledger
+from tasks.ledger.trackers import Trackers
+from tasks.metrics import TaskMetrics
 from tasks.oms.payload import delivery_update, rfc3339
 
 log = structlog.get_logger("bwp.sync")
@@ -52,6 +54,9 @@ class SyncDeps:
     oms: Pusher
     api_version: str
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    #: where pushed tracking numbers are indexed for milestone events (None: not indexed)
+    trackers: Trackers | None = None
+    metrics: TaskMetrics = field(default_factory=TaskMetrics)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,15 +84,29 @@ def sync_event(event: DeliveryEvent, deps: SyncDeps, *, may_wait_for_api: bool =
     later attempt may succeed (ApiBehindEvent after pushing what the API showed, when
     ``may_wait_for_api``), a PermanentError when none can.
     """
-    key = event.envelope.dedup_key
-    ref = ref_of(event)
-    implied = rank(event.implied_state)
-    envelope = event.envelope
+    return _sync(ref_of(event), event.envelope, event.implied_state, deps, may_wait_for_api)
+
+
+def sync_for_event(ref: DeliveryRef, envelope: Envelope, deps: SyncDeps) -> Outcome:
+    """``sync_event`` for an event that implies no state (a tracker milestone): always
+    query, push through the same lock and guard, and mark the event `done`."""
+    return _sync(ref, envelope, None, deps, False)
+
+
+def _sync(
+    ref: DeliveryRef,
+    envelope: Envelope,
+    implied_state: DeliveryState | None,
+    deps: SyncDeps,
+    may_wait_for_api: bool,
+) -> Outcome:
+    key = envelope.dedup_key
+    implied = rank(implied_state) if implied_state is not None else -1
     lease = deps.deliveries.begin(ref, key)
     if lease is None:
         return Outcome.ALREADY_DONE
     try:
-        if lease.shows(implied, event.implied_state):
+        if implied_state is not None and lease.shows(implied, implied_state):
             deps.deliveries.finish(lease, complete=(key, Outcome.NO_NEWS, envelope.payload_hash))
             return Outcome.NO_NEWS
         snapshot = _read_snapshot(ref, deps)
@@ -106,7 +125,7 @@ def sync_event(event: DeliveryEvent, deps: SyncDeps, *, may_wait_for_api: bool =
         raise
     if behind:
         raise ApiBehindEvent(
-            f"order API shows {snapshot.state} for an event announcing {event.implied_state}"
+            f"order API shows {snapshot.state} for an event announcing {implied_state}"
         )
     return outcome
 
@@ -146,18 +165,31 @@ def sync_order(
 
 
 def _read_snapshot(ref: DeliveryRef, deps: SyncDeps) -> Snapshot:
-    snapshot = _read_snapshots(ref.business_product_id, ref.order_id, deps).get(ref.delivery_id)
+    snapshot = _read_snapshots(
+        ref.business_product_id, ref.order_id, deps, strict={ref.delivery_id}
+    ).get(ref.delivery_id)
     if snapshot is None:
         # A PENDING delivery can split into new ids, and an event can race the order.
         raise OrderNotVisibleYet(f"delivery {ref.delivery_id} is not on order {ref.order_id}")
     return snapshot
 
 
-def _read_snapshots(business_product_id: str, order_id: str, deps: SyncDeps) -> dict[str, Snapshot]:
-    order = deps.api.fetch_order(business_product_id, order_id)
-    return extract_snapshots(
-        order, business_product_id=business_product_id, api_version=deps.api_version
+def _read_snapshots(
+    business_product_id: str, order_id: str, deps: SyncDeps, *, strict: set[str] | None = None
+) -> dict[str, Snapshot]:
+    """The order's snapshots. Only the ``strict`` deliveries (the event's) must parse:
+    another one holding a state or reason the worker does not know is skipped, logged
+    and counted (buy-with-prime-api.md section 4: the preview API may add values)."""
+    read = read_order(
+        deps.api.fetch_order(business_product_id, order_id),
+        business_product_id=business_product_id,
+        api_version=deps.api_version,
+        strict=strict or (),
     )
+    for delivery_id, why in read.skipped.items():
+        deps.metrics.siblings_skipped.inc()
+        log.warning("sibling_delivery_skipped", sibling_delivery_id=delivery_id, reason=why)
+    return read.snapshots
 
 
 def _apply(
@@ -184,6 +216,9 @@ def _apply(
         observed_at=deps.now(),
     )
     status = deps.oms.push(body)
+    tracking = snapshot.tracking
+    if deps.trackers is not None and tracking is not None and tracking.tracking_number:
+        deps.trackers.remember(ref, tracking.carrier_code, tracking.tracking_number)
     log.info(
         "delivery_pushed",
         delivery=str(ref),

@@ -55,11 +55,14 @@ TWINS: Final[dict[DeliveryState, tuple[str, ...]]] = {
 }
 
 
+#: a carrier tracking milestone changed (2024-11-01); names a tracker, not an order: the
+#: task finds the delivery through the tracker index (tasks.ledger.trackers)
+MILESTONE_EVENT: Final = "PACKAGE_TRACKER_MILESTONE_CHANGED"
+
 #: other Buy with Prime detail-types (buy-with-prime-api.md section 2): acknowledged, and
 #: named in metrics; any other name is counted as "other" (bounded label cardinality)
 OTHER_KNOWN_EVENTS: Final[frozenset[str]] = frozenset(
     {
-        "PACKAGE_TRACKER_MILESTONE_CHANGED",
         "ORDER_CONFIRMED",
         "REFUND_REQUESTED",
         "REFUND_COMPLETED",
@@ -74,7 +77,11 @@ OTHER_KNOWN_EVENTS: Final[frozenset[str]] = frozenset(
 
 def metric_label(detail_type: str) -> str:
     """``detail_type`` when it is a known Buy with Prime type, else "other"."""
-    known = detail_type in DELIVERY_EVENTS or detail_type in OTHER_KNOWN_EVENTS
+    known = (
+        detail_type in DELIVERY_EVENTS
+        or detail_type == MILESTONE_EVENT
+        or detail_type in OTHER_KNOWN_EVENTS
+    )
     return detail_type if known else "other"
 
 

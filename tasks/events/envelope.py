@@ -9,18 +9,29 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
 from tasks.errors import MalformedEvent
-from tasks.events.catalog import DeliveryState, implied_state, is_delivery_event
-from tasks.events.resources import find_pair, is_valid_id, parse_resource
+from tasks.events.catalog import (
+    MILESTONE_EVENT,
+    DeliveryState,
+    implied_state,
+    is_delivery_event,
+)
+from tasks.events.resources import Resource, find_pair, is_valid_id, parse_resource
+from tasks.keys import DeliveryRef
 
 #: EventBridge's event size limit; a larger SQS body cannot be a genuine event.
 MAX_BODY_BYTES: Final = 256 * 1024
 _REQUIRED: Final = ("id", "detail-type", "time", "resources")
 MAX_DETAIL_TYPE: Final = 128
+# buy-with-prime-api.md section 1: the key is base64 (of "<uuid>#<event id>", ~100
+# characters); assumed any base64 character and up to a few hundred characters. It is
+# only ever a Redis key component, so "/", "+" and "=" are harmless there.
+_IDEMPOTENCY_KEY: Final = re.compile(r"[A-Za-z0-9+/=]{1,512}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +55,18 @@ class DeliveryEvent:
     order_id: str
     delivery_id: str
     implied_state: DeliveryState
+    #: further order/delivery pairs among the resources (rare; each is synced too)
+    others: tuple[DeliveryRef, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MilestoneEvent:
+    """PACKAGE_TRACKER_MILESTONE_CHANGED: names a carrier's tracker, not an order."""
+
+    envelope: Envelope
+    business_product_id: str
+    carrier_code: str
+    tracking_number: str
 
 
 def _load(body: str | bytes) -> Any:
@@ -91,8 +114,10 @@ def _dedup_key(event_id: str, detail: dict[str, Any]) -> str:
     key = detail.get("idempotencyKey")
     if key is None:
         return event_id
-    if not isinstance(key, str) or not is_valid_id(key):
-        raise MalformedEvent("detail.idempotencyKey must be an id-like string")
+    if not isinstance(key, str) or not (is_valid_id(key) or _IDEMPOTENCY_KEY.fullmatch(key)):
+        raise MalformedEvent(
+            "detail.idempotencyKey must be an id-like or base64 string of at most 512 characters"
+        )
     return key
 
 
@@ -147,31 +172,63 @@ def parse_envelope(body: str | bytes) -> Envelope:
     )
 
 
+def _parsed_resources(envelope: Envelope, what: str) -> list[Resource]:
+    parsed = [parse_resource(text) for text in envelope.resources]
+    if not parsed:
+        raise MalformedEvent(f"{what} has no resources")
+    return parsed
+
+
 def delivery_event(envelope: Envelope) -> DeliveryEvent:
     """The delivery named by a delivery-family event.
 
     Raises MalformedEvent when no resource carries ``businessProduct/<id>/``, ``order/<id>``
-    and ``delivery/<id>``; KeyError when the detail-type is not a delivery event.
+    and ``delivery/<id>``; KeyError when the detail-type is not a delivery event. The first
+    such resource names the event's delivery; any other distinct pair lands in ``others``.
     """
     state = implied_state(envelope.detail_type)
-    parsed = [parse_resource(text) for text in envelope.resources]
-    if not parsed:
-        raise MalformedEvent("delivery event has no resources")
+    parsed = _parsed_resources(envelope, "delivery event")
     found = find_pair(parsed, "order", "delivery")
     if found is None:
         raise MalformedEvent("delivery event resources lack order/<id> and delivery/<id>")
+    primary = DeliveryRef(found.business_product_id, found.pairs["order"], found.pairs["delivery"])
+    others: list[DeliveryRef] = []
+    for resource in parsed:
+        if "order" in resource.pairs and "delivery" in resource.pairs:
+            ref = DeliveryRef(
+                resource.business_product_id, resource.pairs["order"], resource.pairs["delivery"]
+            )
+            if ref != primary and ref not in others:
+                others.append(ref)
     return DeliveryEvent(
         envelope=envelope,
-        business_product_id=found.business_product_id,
-        order_id=found.pairs["order"],
-        delivery_id=found.pairs["delivery"],
+        business_product_id=primary.business_product_id,
+        order_id=primary.order_id,
+        delivery_id=primary.delivery_id,
         implied_state=state,
+        others=tuple(others),
     )
 
 
-def parse_delivery_event(body: str | bytes) -> DeliveryEvent | Envelope:
-    """A DeliveryEvent for the delivery family, the bare Envelope for any other type."""
+def milestone_event(envelope: Envelope) -> MilestoneEvent:
+    """The tracker named by a PACKAGE_TRACKER_MILESTONE_CHANGED event.
+
+    Raises MalformedEvent when no resource carries ``carrier/<code>`` and ``tracker/<number>``.
+    """
+    found = find_pair(_parsed_resources(envelope, "milestone event"), "carrier", "tracker")
+    if found is None:
+        raise MalformedEvent("milestone event resources lack carrier/<code> and tracker/<number>")
+    return MilestoneEvent(
+        envelope, found.business_product_id, found.pairs["carrier"], found.pairs["tracker"]
+    )
+
+
+def parse_delivery_event(body: str | bytes) -> DeliveryEvent | MilestoneEvent | Envelope:
+    """A DeliveryEvent for the delivery family, a MilestoneEvent for tracker milestones,
+    the bare Envelope for any other type."""
     envelope = parse_envelope(body)
     if is_delivery_event(envelope.detail_type):
         return delivery_event(envelope)
+    if envelope.detail_type == MILESTONE_EVENT:
+        return milestone_event(envelope)
     return envelope

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+# What a delivery holds is read from the order-level details (each delivery listed once),
+# from ``…DetailsFor.orderLineItems`` (buy-with-prime-api.md section 4; that sub-shape is
+# assumed). The line items keep their ordered amount and the ids of their deliveries: the
+# fallback when a detail has no ``…DetailsFor`` (tasks.delivery.snapshot).
 _QUERY_2024_01: Final = """
 query Order($orderIdentifier: OrderIdentifierInput!) {
   order(orderIdentifier: $orderIdentifier) {
@@ -14,11 +18,16 @@ query Order($orderIdentifier: OrderIdentifierInput!) {
     lineItems {
       id
       amount { unit value }
-      deliveryInformation {
-        details {
-          id state reason estimatedDeliveryDate
-          trackingDetails { trackingId carrierCode }
+      deliveryInformation { details { id } }
+    }
+    deliveryInformation {
+      details {
+        id state reason
+        deliveryInformationDetailsFor {
+          orderLineItems { lineItem { id } amount { unit value } }
         }
+        estimatedDeliveryDate
+        trackingDetails { trackingId carrierCode }
       }
     }
   }
@@ -32,15 +41,19 @@ query Order($orderIdentifier: OrderIdentifierInput!) {
     lineItems {
       id
       amount { unit value }
-      packageInformation {
-        details {
-          id state reason
-          packageTracker {
-            packageTrackerIdentifier { trackingNumber carrierCode }
-            estimatedDeliveryDate { earliest latest }
-            latestMilestone { status { code } occurredAt }
-            trackingUrl
-          }
+      packageInformation { details { id } }
+    }
+    packageInformation {
+      details {
+        id state reason
+        packageInformationDetailsFor {
+          orderLineItems { lineItem { id } amount { unit value } }
+        }
+        packageTracker {
+          packageTrackerIdentifier { trackingNumber carrierCode }
+          estimatedDeliveryDate { earliest latest }
+          latestMilestone { status { code } occurredAt }
+          trackingUrl
         }
       }
     }

@@ -42,19 +42,25 @@ def test_the_demo_plays_its_story_and_ends_right_on_embedded_redis() -> None:
     assert done.returncode == 0, f"{out}\n{done.stderr}"
     assert "embedded Redis" in out
     assert "✓ The OMS holds the order API's state for every delivery" in out
-    # ... every distinct snapshot reached the OMS once: 9 for the default five orders
-    assert re.search(r"OMS pushes\s+9\s+\(0 with a repeated key\)", out), out
-    assert re.search(r"order API calls\s+9\n", out), out
+    # ... every distinct snapshot reached the OMS once: 11 for the default five orders
+    # (10 state changes of 7 deliveries, and one carrier milestone)
+    assert re.search(r"OMS pushes\s+11\s+\(0 with a repeated key\)", out), out
+    assert re.search(r"order API calls\s+11\n", out), out
+    assert "(1 PACKAGE_TRACKER_MILESTONE_CHANGED event)" in out
     # ... the trouble was absorbed, acknowledged or parked with its reason
     assert re.search(r"duplicates absorbed\s+1\s", out), out
     assert re.search(r"twins absorbed\s+[1-9]\d*\s", out), out
     assert re.search(r"unsupported, acknowledged\s+1\s+\(1 ORDER_CONFIRMED\)", out), out
     assert re.search(r"in the DLQ\s+1\s+\(1 malformed\)", out), out
     assert "malformed: body is not JSON" in out
-    # ... and the table shows six deliveries, each as the API has it
+    # ... and the table shows seven deliveries, each as the API has it
     rows = [line for line in out.splitlines() if line.startswith("  322-")]
-    assert len(rows) == 6
+    assert len(rows) == 7
     assert all(row.endswith("✓") for row in rows), "\n".join(rows)
+    # ... including the split line item: 2 units delivered in d-1, 1 cancelled in d-2
+    split = [row for row in rows if row.startswith("  322-4401001-7700407")]
+    assert "li-3 x2" in split[0] and "DELIVERED" in split[0]
+    assert "li-3 x1" in split[1] and "CANCELLED (UNFULFILLABLE)" in split[1]
     # ... while the worker processes' JSON logs stayed out of the terminal
     assert '"event":' not in out + done.stderr
 

@@ -195,6 +195,60 @@ def test_delivered_event_for_a_delivery_already_delivered_costs_no_task(rig: Rig
     assert rig.counts(rig.queue_url) == (0, 0)
 
 
+@pytest.mark.parametrize("key", ["ab/cd+ef==", "MGQ1/Yj+E4ZGE=", "A" * 300 + "/+=="])
+def test_a_base64_idempotency_key_with_slash_plus_and_padding_is_dispatched(
+    rig: Rig, key: str
+) -> None:
+    # Given an event whose dedup key holds "/", "+" and "=" (the documented base64 form)
+    rig.send(to_body(delivered(idempotency_key=key)))
+    # When it arrives twice
+    rig.send(to_body(delivered(idempotency_key=key)))
+    rig.poll(2)
+    # Then one task and one `queued` record under exactly that key
+    assert rig.broker_depth() == 1
+    assert rig.redis.hget(Keys(rig.settings.redis_key_prefix).event(key), "state") == b"queued"
+    # And once its task is done, the held copy is settled and deleted: no second task
+    assert rig.work() == 1
+    rig.poll()
+    assert rig.counts(rig.queue_url) == (0, 0)
+    assert rig.broker_depth() == 1
+
+
+def test_a_milestone_event_is_dispatched_even_when_its_delivery_shows_a_state(rig: Rig) -> None:
+    # Given a delivery already DELIVERED in the ledger (a milestone names no delivery anyway)
+    ref = DeliveryRef("bp-1", "322-AAA-1", "d-1")
+    rig.redis.hset(
+        Keys(rig.settings.redis_key_prefix).delivery(ref), mapping={"fp": "x", "rank": 2}
+    )
+    milestone = build_event(
+        "PACKAGE_TRACKER_MILESTONE_CHANGED", business_product_id="bp-1", tracker=("UPS", "1Z9")
+    )
+    # When a milestone event arrives
+    rig.send(to_body(milestone))
+    rig.poll()
+    # Then it becomes a task (no "no news" shortcut: the task finds the delivery)
+    assert rig.broker_depth() == 1
+    assert rig.poller.totals.no_news == 0
+    assert rig.poller.totals.unsupported == 0
+
+
+def test_an_event_naming_two_deliveries_skips_no_news(rig: Rig) -> None:
+    # Given d-1 already DELIVERED, and an event naming d-1 and d-2
+    ref = DeliveryRef("bp-1", "322-AAA-1", "d-1")
+    rig.redis.hset(
+        Keys(rig.settings.redis_key_prefix).delivery(ref), mapping={"fp": "x", "rank": 2}
+    )
+    event = delivered()
+    event["resources"] = [  # type: ignore[index]
+        "businessProduct/bp-1/order/322-AAA-1/delivery/d-1",
+        "businessProduct/bp-1/order/322-AAA-1/delivery/d-2",
+    ]
+    rig.send(to_body(event))
+    rig.poll()
+    # Then the task runs, since d-2 may have news
+    assert rig.broker_depth() == 1
+
+
 @pytest.mark.parametrize(
     ("body", "reason_part"),
     [

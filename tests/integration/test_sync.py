@@ -6,10 +6,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 import redis
+from structlog.testing import capture_logs
 
 from config.settings import Settings
 from sandbox.bwp_api import SandboxApi
@@ -18,6 +19,7 @@ from sandbox.http import ServerHandle, serve_asgi
 from sandbox.oms import SandboxOms
 from sandbox.oms import build_app as oms_app
 from tasks.delivery.sync import Outcome, sync_delivery, sync_event, synthetic_source
+from tasks.dispatch import claim_request
 from tasks.errors import (
     ApiBehindEvent,
     ApiUnavailable,
@@ -25,8 +27,14 @@ from tasks.errors import (
     PermanentApiError,
     PermanentOmsError,
 )
-from tasks.events.envelope import DeliveryEvent, parse_delivery_event
+from tasks.events.envelope import (
+    DeliveryEvent,
+    MilestoneEvent,
+    parse_delivery_event,
+    parse_envelope,
+)
 from tasks.events.samples import build_event, to_body
+from tasks.handler import handle
 from tasks.keys import DeliveryRef, Keys
 from tasks.order_api.rate_limit import RateLimiter
 from tasks.reconcile import reconcile
@@ -261,3 +269,148 @@ def test_many_workers_together_stay_under_the_api_rate(redis_url: str, key_prefi
     assert stamps[-1] - stamps[0] >= (len(stamps) - burst) / rate * 0.95
     busiest = max(sum(1 for s in stamps if t <= s < t + 1.0) for t in stamps)
     assert busiest <= rate + burst
+
+
+# --- issue 12: per-delivery units, odd siblings, milestones, several pairs ------------
+
+
+@pytest.fixture(params=["2024-04-01", "2024-11-01"])
+def versioned(request, servers, redis_url: str, key_prefix: str) -> Iterator[Side]:  # type: ignore[no-untyped-def]
+    api, oms, _, _ = servers
+    api.clear_faults()
+    oms.reset()
+    settings = make_settings(servers, redis_url, key_prefix, bwp_api_version=request.param)
+    runtime = build_runtime(settings)
+    yield Side(api, oms, runtime, settings)
+    runtime.close()
+
+
+def test_a_split_line_item_pushes_each_deliverys_own_units(versioned: Side) -> None:
+    side = versioned
+    # Given 3 x li-1 ordered in d-1; 1 unit split off to d-2 and cancelled as unfulfillable
+    order_id = f"322-INT-{next(_n):05d}"
+    side.api.store.add_order(order_id, "bp-int", [("li-1", 3, "d-1"), ("li-2", 1, "d-1")])
+    side.api.store.split(order_id, "li-1", "d-1", "d-2", 1)
+    side.api.store.update_delivery(order_id, "d-2", state="CANCELLED", reason="UNFULFILLABLE")
+    side.api.store.update_delivery(
+        order_id, "d-1", state="IN_TRANSIT", tracking_number="TN", carrier_code="UPS"
+    )
+    # When both deliveries' events are synced
+    deps = side.runtime.deps
+    assert sync_event(side.event("DELIVERY_CANCELLED", order_id, "d-2"), deps) is Outcome.PUSHED
+    assert sync_event(side.event("DELIVERY_IN_TRANSIT", order_id, "d-1"), deps) is Outcome.PUSHED
+    # Then each push carries only that delivery's units, not the ordered 3
+    by_delivery = {p["deliveryId"]: p for p in side.pushes(order_id)}
+    assert by_delivery["d-2"]["lineItems"] == [{"lineItemId": "li-1", "quantity": 1}]
+    assert by_delivery["d-2"]["reason"] == "UNFULFILLABLE"
+    assert by_delivery["d-1"]["lineItems"] == [
+        {"lineItemId": "li-1", "quantity": 2},
+        {"lineItemId": "li-2", "quantity": 1},
+    ]
+
+
+@dataclass
+class OddSibling:
+    """The real sandbox API, except that d-2 comes back in a state no one documented."""
+
+    inner: object
+
+    def fetch_order(self, business_product_id: str, order_id: str) -> dict[str, object]:
+        order = self.inner.fetch_order(business_product_id, order_id)  # type: ignore[attr-defined]
+        for holder in [order, *order["lineItems"]]:
+            info = holder.get("packageInformation") or holder.get("deliveryInformation") or {}
+            for detail in info.get("details") or []:
+                if detail["id"] == "d-2" and "state" in detail:
+                    detail["state"] = "TELEPORTED"
+        return order  # type: ignore[no-any-return]
+
+
+def test_a_sibling_in_an_unknown_state_does_not_stop_the_events_delivery(
+    versioned: Side,
+) -> None:
+    side = versioned
+    # Given an order whose other delivery holds a state the worker does not know
+    order_id = f"322-INT-{next(_n):05d}"
+    side.api.store.add_order(order_id, "bp-int", [("li-1", 1, "d-1"), ("li-2", 1, "d-2")])
+    side.api.store.update_delivery(order_id, "d-1", state="DELIVERED")
+    deps = replace(side.runtime.deps, api=OddSibling(side.runtime.deps.api))
+    # When the event for d-1 is synced
+    with capture_logs() as logs:
+        outcome = sync_event(side.event("DELIVERY_COMPLETED", order_id, "d-1"), deps)
+    # Then d-1 is pushed, and the sibling is skipped with a warning and a count
+    assert outcome is Outcome.PUSHED
+    assert [p["deliveryId"] for p in side.pushes(order_id)] == ["d-1"]
+    assert any(e["event"] == "sibling_delivery_skipped" for e in logs)
+    assert deps.metrics.registry.get_sample_value("bwp_sibling_deliveries_skipped_total") == 1
+    # But an event naming d-2 itself is refused as a permanent API error
+    with pytest.raises(PermanentApiError):
+        sync_event(side.event("DELIVERY_COMPLETED", order_id, "d-2"), deps)
+
+
+def milestone_body(tracking_number: str, carrier: str = "UPS") -> str:
+    return to_body(
+        build_event(
+            "PACKAGE_TRACKER_MILESTONE_CHANGED",
+            business_product_id="bp-int",
+            tracker=(carrier, tracking_number),
+        )
+    )
+
+
+def test_a_milestone_for_a_known_tracker_updates_the_oms_once(side: Side) -> None:
+    # Given a delivery pushed IN_TRANSIT with a tracking number (2024-11-01)
+    order_id = f"322-INT-{next(_n):05d}"
+    number = f"1ZMS{next(_n):06d}"
+    side.api.store.add_order(order_id, "bp-int", [("li-1", 1, "d-1")])
+    side.api.move(order_id, "d-1", "IN_TRANSIT", tracking_number=number, carrier_code="UPS")
+    deps = side.runtime.deps
+    assert sync_event(side.event("PACKAGE_DELIVERY_IN_TRANSIT", order_id), deps) is Outcome.PUSHED
+    # When the carrier reports OUT_FOR_DELIVERY and the milestone event arrives twice
+    side.api.move(order_id, "d-1", None, milestone="OUT_FOR_DELIVERY")
+    first, twin = milestone_body(number), milestone_body(number)
+    for body in (first, twin):
+        event = parse_delivery_event(body)
+        assert isinstance(event, MilestoneEvent)
+        side.runtime.ledger.claim([claim_request(event)])
+    outcomes = [
+        handle(body, parse_envelope(body).dedup_key, side.runtime, failures=0, busy=0)
+        for body in (first, twin)
+    ]
+    # Then the OMS got one more push, carrying the milestone; the twin cost no push
+    assert outcomes == ["pushed", "unchanged"]
+    pushes = side.pushes(order_id)
+    assert len(pushes) == 2
+    assert pushes[-1]["tracking"]["milestone"] == "OUT_FOR_DELIVERY"  # type: ignore[index]
+    assert pushes[-1]["sourceEvent"]["detailType"] == "PACKAGE_TRACKER_MILESTONE_CHANGED"  # type: ignore[index]
+    assert side.runtime.ledger.state(parse_envelope(first).dedup_key) == "done"
+
+
+def test_a_milestone_for_an_unknown_tracker_is_acknowledged_and_counted(side: Side) -> None:
+    body = milestone_body("NEVER-SEEN-1")
+    key = parse_envelope(body).dedup_key
+    side.runtime.ledger.claim([claim_request(parse_delivery_event(body))])  # type: ignore[arg-type]
+    outcome = handle(body, key, side.runtime, failures=0, busy=0)
+    assert outcome == "unknown_tracker"
+    assert side.runtime.ledger.state(key) == "done"
+    metrics = side.runtime.deps.metrics.registry
+    assert metrics.get_sample_value("bwp_milestone_unknown_trackers_total") == 1
+    assert side.oms.received == []
+
+
+def test_every_delivery_named_by_the_event_is_synced(side: Side) -> None:
+    # Given an event whose resources name two deliveries of one order
+    order_id = f"322-INT-{next(_n):05d}"
+    side.api.store.add_order(order_id, "bp-int", [("li-1", 1, "d-1"), ("li-2", 1, "d-2")])
+    side.api.store.update_delivery(order_id, "d-1", state="DELIVERED")
+    side.api.store.update_delivery(order_id, "d-2", state="DELIVERED")
+    event = build_event(
+        "PACKAGE_DELIVERED", business_product_id="bp-int", order_id=order_id, delivery_id="d-1"
+    )
+    event["resources"].append(f"businessProduct/bp-int/order/{order_id}/delivery/d-2")
+    body = to_body(event)
+    key = parse_envelope(body).dedup_key
+    # When its one task runs
+    assert handle(body, key, side.runtime, failures=0, busy=0) == "pushed"
+    # Then both deliveries reached the OMS, and the event is done
+    assert sorted(p["deliveryId"] for p in side.pushes(order_id)) == ["d-1", "d-2"]  # type: ignore[type-var]
+    assert side.runtime.ledger.state(key) == "done"

@@ -81,15 +81,23 @@ def test_order_query_2024_01_generation(
     items = {item["id"]: item for item in order["lineItems"]}
     assert items["li-1"]["amount"] == {"unit": "ONE", "value": 2}
     assert items["li-2"]["amount"] is None
-    pending = items["li-1"]["deliveryInformation"]["details"][0]
+    assert items["li-1"]["deliveryInformation"]["details"] == [{"id": "d-1"}]
+    details = {d["id"]: d for d in order["deliveryInformation"]["details"]}
+    pending = details["d-1"]
     assert pending == {
         "id": "d-1",
         "state": "PENDING",
         "reason": None,
+        "deliveryInformationDetailsFor": {
+            "orderLineItems": [
+                {"lineItem": {"id": "li-1"}, "amount": {"unit": "ONE", "value": 2}},
+                {"lineItem": {"id": "li-2"}, "amount": None},
+            ]
+        },
         "estimatedDeliveryDate": None,
         "trackingDetails": None,
     }
-    moving = items["li-3"]["deliveryInformation"]["details"][0]
+    moving = details["d-2"]
     assert moving["state"] == "IN_TRANSIT"
     assert moving["trackingDetails"] == {"trackingId": "1Z", "carrierCode": "UPS"}
 
@@ -108,15 +116,70 @@ def test_order_query_2024_11_generation(client: httpx.Client, api: SandboxApi) -
     )
     response = _query(client, "2024-11-01")
     assert response.status_code == 200
-    items = {item["id"]: item for item in response.json()["data"]["order"]["lineItems"]}
-    pending = items["li-1"]["packageInformation"]["details"][0]
-    assert pending == {"id": "d-1", "state": "PENDING", "reason": None, "packageTracker": None}
-    tracker = items["li-3"]["packageInformation"]["details"][0]["packageTracker"]
+    order = response.json()["data"]["order"]
+    details = {d["id"]: d for d in order["packageInformation"]["details"]}
+    pending = details["d-1"]
+    assert pending["packageTracker"] is None
+    assert pending["packageInformationDetailsFor"]["orderLineItems"][0] == {
+        "lineItem": {"id": "li-1"},
+        "amount": {"unit": "ONE", "value": 2},
+    }
+    tracker = details["d-2"]["packageTracker"]
     assert tracker["packageTrackerIdentifier"] == {"trackingNumber": "1Z", "carrierCode": "UPS"}
     assert tracker["estimatedDeliveryDate"] == {"earliest": "2024-12-01", "latest": "2024-12-03"}
     assert tracker["latestMilestone"]["status"] == {"code": "DELIVERED"}
     assert tracker["latestMilestone"]["occurredAt"].endswith("Z")
     assert tracker["trackingUrl"] == "https://track.example/1Z"
+
+
+@pytest.mark.parametrize("version", ["2024-01-01", "2024-04-01", "2024-11-01"])
+def test_a_split_line_item_shows_its_units_per_delivery(
+    client: httpx.Client, api: SandboxApi, version: str
+) -> None:
+    # Given li-1 (2 ordered in d-1) split: 1 unit moved to a new delivery d-3, cancelled
+    admin = client.post(
+        "/_sandbox/move",
+        json={
+            "orderId": ORDER,
+            "deliveryId": "d-1",
+            "split": {"lineItemId": "li-1", "units": 1, "toDeliveryId": "d-3"},
+        },
+    )
+    assert admin.status_code == 200
+    api.move(ORDER, "d-3", "CANCELLED", reason="UNFULFILLABLE")
+    # When the worker's query runs
+    order = _query(client, version).json()["data"]["order"]
+    info = "packageInformation" if version == "2024-11-01" else "deliveryInformation"
+    # Then the line item still says what was ordered, and each delivery its own units
+    items = {item["id"]: item for item in order["lineItems"]}
+    assert items["li-1"]["amount"]["value"] == 2
+    assert [d["id"] for d in items["li-1"][info]["details"]] == ["d-1", "d-3"]
+    held = {
+        d["id"]: {
+            e["lineItem"]["id"]: (e["amount"] or {}).get("value")
+            for e in d[f"{info}DetailsFor"]["orderLineItems"]
+        }
+        for d in order[info]["details"]
+    }
+    assert held == {"d-1": {"li-1": 1, "li-2": None}, "d-2": {"li-3": 1}, "d-3": {"li-1": 1}}
+
+
+def test_splitting_more_units_than_held_is_refused(client: httpx.Client) -> None:
+    body = {"split": {"lineItemId": "li-3", "units": 5, "toDeliveryId": "d-9"}}
+    reply = client.post("/_sandbox/move", json={"orderId": ORDER, "deliveryId": "d-2", **body})
+    assert reply.status_code == 400
+
+
+def test_a_new_milestone_on_a_tracked_delivery_publishes_a_milestone_event(
+    api: SandboxApi,
+) -> None:
+    published: list[tuple[str, str, str]] = []
+    api.milestone_publisher = lambda *args: published.append(args)
+    api.move(ORDER, "d-2", None, milestone="IN_TRANSIT")  # not tracked yet: nothing
+    api.move(ORDER, "d-2", "IN_TRANSIT", tracking_number="1Z", carrier_code="UPS")
+    api.move(ORDER, "d-2", None, milestone="OUT_FOR_DELIVERY")
+    api.move(ORDER, "d-2", None, milestone="OUT_FOR_DELIVERY")  # unchanged: nothing
+    assert published == [(BP, "UPS", "1Z")]
 
 
 @pytest.mark.parametrize(

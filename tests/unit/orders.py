@@ -97,3 +97,35 @@ def line_item(
 
 def order(order_id: str = "322-ABC1-AAAAAA", *items: dict[str, Any]) -> dict[str, Any]:
     return {"id": order_id, "lineItems": list(items)}
+
+
+def holds(api_version: str, *entries: tuple[str, int | None]) -> dict[str, Any]:
+    """A detail's ``…DetailsFor``: the line items (id, units) one delivery holds."""
+    key = (
+        "packageInformationDetailsFor"
+        if api_version == NEW_VERSION
+        else "deliveryInformationDetailsFor"
+    )
+    return {
+        key: {
+            "orderLineItems": [
+                {
+                    "lineItem": {"id": item_id},
+                    "amount": None if units is None else {"unit": "ONE", "value": units},
+                }
+                for item_id, units in entries
+            ]
+        }
+    }
+
+
+def order_with_details(
+    api_version: str,
+    order_id: str,
+    items: list[dict[str, Any]],
+    details: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """An order whose order-level delivery information lists ``details`` (each delivery
+    once), as the worker's query asks for it."""
+    info_key = "packageInformation" if api_version == NEW_VERSION else "deliveryInformation"
+    return {"id": order_id, "lineItems": items, info_key: {"details": details}}

@@ -16,12 +16,14 @@ from tasks.events.envelope import (
     MAX_BODY_BYTES,
     DeliveryEvent,
     Envelope,
+    MilestoneEvent,
     delivery_event,
     parse_delivery_event,
     parse_envelope,
     payload_hash,
 )
 from tasks.events.samples import build_event, to_body
+from tasks.keys import DeliveryRef
 
 EVENT_ID = "3f1b2c1e-8a1d-4c7e-9e3b-2b9f6a1d0c55"
 WHEN = datetime(2024, 6, 1, 12, 30, tzinfo=UTC)
@@ -149,7 +151,6 @@ def test_missing_detail_reads_as_empty_detail() -> None:
     [
         ("ORDER_CONFIRMED", ["businessProduct/bp-123/order/o-1"]),
         ("REFUND_REQUESTED", ["businessProduct/bp-123/order/o-1/refund/r-1"]),
-        ("PACKAGE_TRACKER_MILESTONE_CHANGED", ["businessProduct/bp-123/carrier/UPS/tracker/t-1"]),
         ("INVENTORY_CHANGED", []),
         ("SOMETHING_NEW", ["not a resource we can read"]),
     ],
@@ -165,6 +166,45 @@ def test_other_detail_types_come_back_as_a_bare_envelope(
     assert isinstance(parsed, Envelope)
     assert parsed.detail_type == detail_type
     assert parsed.resources == tuple(resources)
+
+
+def test_a_milestone_event_names_its_tracker() -> None:
+    # Given PACKAGE_TRACKER_MILESTONE_CHANGED, whose resource names a carrier's tracker
+    resource = "businessProduct/bp-123/carrier/UPS/tracker/1Z999AA10123456784"
+    body = to_body(event("PACKAGE_TRACKER_MILESTONE_CHANGED", resources=[resource]))
+    # When it is parsed
+    parsed = parse_delivery_event(body)
+    # Then the business product, carrier and tracking number come back (no order)
+    assert isinstance(parsed, MilestoneEvent)
+    assert (parsed.business_product_id, parsed.carrier_code, parsed.tracking_number) == (
+        "bp-123",
+        "UPS",
+        "1Z999AA10123456784",
+    )
+
+
+@pytest.mark.parametrize(
+    "resources",
+    [[], ["businessProduct/bp-123/order/o-1"], ["businessProduct/bp-123/carrier/UPS"]],
+)
+def test_a_milestone_event_without_a_tracker_is_malformed(resources: list[str]) -> None:
+    body = to_body(event("PACKAGE_TRACKER_MILESTONE_CHANGED", resources=resources))
+    with pytest.raises(MalformedEvent):
+        parse_delivery_event(body)
+
+
+def test_every_order_delivery_pair_of_the_resources_is_kept() -> None:
+    # Given a delivery event whose resources name two deliveries (and one twice)
+    resources = [
+        "businessProduct/bp-123/order/o-1/delivery/d-1",
+        "businessProduct/bp-123/order/o-1/delivery/d-2",
+        "businessProduct/bp-123/order/o-1/delivery/d-1",
+    ]
+    parsed = parse_delivery_event(to_body(event("PACKAGE_DELIVERED", resources=resources)))
+    # Then the first is the event's delivery and the other is kept, once
+    assert isinstance(parsed, DeliveryEvent)
+    assert parsed.delivery_id == "d-1"
+    assert parsed.others == (DeliveryRef("bp-123", "o-1", "d-2"),)
 
 
 def test_delivery_event_refuses_a_non_delivery_envelope() -> None:
@@ -206,7 +246,36 @@ def test_twins_with_one_idempotency_key_share_the_dedup_key() -> None:
 
 @pytest.mark.parametrize(
     "key",
-    [42, "", "has space", "line\nbreak", 'quo"te', {"nested": "x"}, ["idem"], True],
+    [
+        # the documented form: base64 of "<uuid>#<event id>", with "=" padding
+        "MGQ1YjE4ZGEtYjM2Ny00YjE5LWIxMGUtNTVmYmU0NmQ2ZWQ4IzNmMWIyYzFlLThhMWQ=",
+        "ab+/cd==",
+        "/" * 3,
+        "+",
+        "A" * 512,
+        "idem-42",  # id-like keys stay accepted
+    ],
+)
+def test_base64_idempotency_keys_are_accepted(key: str) -> None:
+    body = to_body(event("PACKAGE_DELIVERED", detail={"idempotencyKey": key}))
+    assert parse_envelope(body).dedup_key == key
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        42,
+        "",
+        "has space",
+        "line\nbreak",
+        'quo"te',
+        {"nested": "x"},
+        ["idem"],
+        True,
+        "A" * 513,
+        "ab/cd-ef",  # a slash outside the base64 alphabet's company
+        "ab*cd",
+    ],
 )
 def test_unusable_idempotency_key_is_malformed(key: object) -> None:
     body = to_body(event("PACKAGE_DELIVERED", detail={"idempotencyKey": key}))

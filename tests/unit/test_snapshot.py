@@ -10,7 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.delivery.snapshot import LineItem, Snapshot, Tracking, extract_snapshots
+from tasks.delivery.snapshot import (
+    LineItem,
+    Snapshot,
+    Tracking,
+    UnknownValue,
+    extract_snapshots,
+    read_order,
+)
 from tasks.errors import PermanentApiError
 from tasks.events.catalog import DeliveryState
 
@@ -21,8 +28,10 @@ from .orders import (
     detail,
     detail_2024_01,
     detail_2024_11,
+    holds,
     line_item,
     order,
+    order_with_details,
 )
 
 BP = "bp-123"
@@ -190,7 +199,8 @@ def test_line_items_sharing_a_delivery_are_gathered_and_sorted(api_version: str)
 
 @pytest.mark.parametrize("api_version", ALL_VERSIONS)
 def test_order_with_two_deliveries_gives_two_snapshots(api_version: str) -> None:
-    # Given one line item split over two deliveries and another in the second one
+    # Given one line item split over two deliveries and another in the second one, and
+    # no detail saying what each delivery holds
     first = detail(api_version, "d-1", state="DELIVERED")
     second = detail(api_version, "d-2", state="IN_TRANSIT", number="2Z", carrier="FEDEX")
     response = order(
@@ -203,9 +213,10 @@ def test_order_with_two_deliveries_gives_two_snapshots(api_version: str) -> None
     # Then each delivery has its own state, tracking and line items
     assert set(found) == {"d-1", "d-2"}
     assert found["d-1"].state is DeliveryState.DELIVERED
-    assert found["d-1"].line_items == (LineItem("li-1", 1),)
+    # (the split line item's units in each delivery are unknown: null, not the total)
+    assert found["d-1"].line_items == (LineItem("li-1", None),)
     assert found["d-2"].state is DeliveryState.IN_TRANSIT
-    assert found["d-2"].line_items == (LineItem("li-1", 1), LineItem("li-2", 4))
+    assert found["d-2"].line_items == (LineItem("li-1", None), LineItem("li-2", 4))
     assert found["d-2"].tracking is not None
     assert found["d-2"].tracking.carrier_code == "FEDEX"
     assert found["d-2"].tracking.tracking_number == "2Z"
@@ -590,3 +601,131 @@ def test_any_response_gives_snapshots_or_a_permanent_api_error(
     except PermanentApiError:
         return
     assert all(isinstance(s, Snapshot) and s.delivery_id == d for d, s in found.items())
+
+
+# --- what each delivery holds (…DetailsFor) ------------------------------------------
+
+
+def _split_order(api_version: str, in_transit_units: int = 2) -> dict[str, Any]:
+    """3 x li-1 ordered: 1 unit CANCELLED (UNFULFILLABLE) in d-1, the rest IN_TRANSIT in
+    d-2 together with li-2 (buy-with-prime-api.md section 4's example)."""
+    cancelled = detail(api_version, "d-1", state="CANCELLED", reason="UNFULFILLABLE")
+    moving = detail(api_version, "d-2", state="IN_TRANSIT")
+    link_1, link_2 = {"id": "d-1"}, {"id": "d-2"}
+    return order_with_details(
+        api_version,
+        "o-split",
+        [
+            line_item("li-1", [link_1, link_2], api_version=api_version, quantity=3),
+            line_item("li-2", [link_2], api_version=api_version, quantity=5),
+        ],
+        [
+            {**cancelled, **holds(api_version, ("li-1", 1))},
+            {**moving, **holds(api_version, ("li-1", in_transit_units), ("li-2", 5))},
+        ],
+    )
+
+
+@pytest.mark.parametrize("api_version", ALL_VERSIONS)
+def test_a_split_line_item_sends_each_deliverys_own_units(api_version: str) -> None:
+    # Given 3 units of li-1 ordered, 1 cancelled in d-1 and 2 in transit in d-2
+    response = _split_order(api_version)
+    # When the snapshots are extracted
+    found = snapshots(response, api_version)
+    # Then each delivery carries only its own units, not the ordered 3
+    assert found["d-1"].state is DeliveryState.CANCELLED
+    assert found["d-1"].reason == "UNFULFILLABLE"
+    assert found["d-1"].line_items == (LineItem("li-1", 1),)
+    assert found["d-2"].state is DeliveryState.IN_TRANSIT
+    assert found["d-2"].line_items == (LineItem("li-1", 2), LineItem("li-2", 5))
+
+
+@pytest.mark.parametrize("api_version", ALL_VERSIONS)
+def test_the_fingerprint_changes_when_a_deliverys_units_change(api_version: str) -> None:
+    before = snapshots(_split_order(api_version, in_transit_units=2), api_version)
+    after = snapshots(_split_order(api_version, in_transit_units=1), api_version)
+    assert before["d-2"].idempotency_key != after["d-2"].idempotency_key
+    assert before["d-1"].idempotency_key == after["d-1"].idempotency_key
+
+
+@pytest.mark.parametrize("api_version", ALL_VERSIONS)
+def test_details_for_on_a_line_items_listing_is_read_too(api_version: str) -> None:
+    # Given no order-level information, but the line item's listing says what d-1 holds
+    listing = {**detail(api_version, "d-1"), **holds(api_version, ("li-1", 2))}
+    response = order("o-1", line_item("li-1", [listing], api_version=api_version, quantity=7))
+    # Then the delivery's own units win over the ordered amount
+    assert one(response, api_version).line_items == (LineItem("li-1", 2),)
+
+
+@pytest.mark.parametrize("api_version", ALL_VERSIONS)
+def test_without_details_for_a_line_item_in_one_delivery_sends_its_ordered_amount(
+    api_version: str,
+) -> None:
+    # Given order-level details without …DetailsFor (an API that omits it)
+    response = order_with_details(
+        api_version,
+        "o-1",
+        [line_item("li-1", [{"id": "d-1"}], api_version=api_version, quantity=3)],
+        [detail(api_version, "d-1")],
+    )
+    # Then the fallback is the line items listing the delivery, with their ordered amount
+    assert one(response, api_version).line_items == (LineItem("li-1", 3),)
+
+
+def test_a_details_for_entry_without_amount_has_null_quantity() -> None:
+    listing = {**detail_2024_11("d-1"), **holds(NEW_VERSION, ("li-1", None))}
+    response = order_with_details(
+        NEW_VERSION, "o-1", [line_item("li-1", [{"id": "d-1"}], quantity=3)], [listing]
+    )
+    assert one(response).line_items == (LineItem("li-1", None),)
+
+
+@pytest.mark.parametrize(
+    "holder",
+    [
+        pytest.param({"packageInformationDetailsFor": []}, id="details-for-list"),
+        pytest.param({"packageInformationDetailsFor": {"orderLineItems": {}}}, id="items-object"),
+        pytest.param(
+            {"packageInformationDetailsFor": {"orderLineItems": [{"lineItem": {}}]}},
+            id="item-without-id",
+        ),
+        pytest.param(
+            {
+                "packageInformationDetailsFor": {
+                    "orderLineItems": [{"lineItem": {"id": "li-1"}, "amount": {"value": -1}}]
+                }
+            },
+            id="negative-units",
+        ),
+    ],
+)
+def test_a_malformed_details_for_is_a_permanent_api_error(holder: dict[str, Any]) -> None:
+    response = order_with_details(NEW_VERSION, "o-1", [], [{**detail_2024_11("d-1"), **holder}])
+    with pytest.raises(PermanentApiError):
+        snapshots(response)
+
+
+# --- siblings with values the worker does not know ------------------------------------
+
+
+@pytest.mark.parametrize("api_version", ALL_VERSIONS)
+@pytest.mark.parametrize(
+    "odd", [{"state": "RETURNED_TO_MARS"}, {"state": "CANCELLED", "reason": "METEOR"}]
+)
+def test_a_sibling_with_an_unknown_value_is_skipped_not_fatal(
+    api_version: str, odd: dict[str, str]
+) -> None:
+    # Given d-1 reads normally and its sibling d-2 holds a value the worker does not know
+    response = order(
+        "o-1",
+        line_item("li-1", [detail(api_version, "d-1")], api_version=api_version),
+        line_item("li-2", [detail(api_version, "d-2", **odd)], api_version=api_version),
+    )
+    # When only d-1 must parse
+    read = read_order(response, business_product_id=BP, api_version=api_version, strict={"d-1"})
+    # Then d-1 is there and d-2 is reported as skipped
+    assert set(read.snapshots) == {"d-1"}
+    assert set(read.skipped) == {"d-2"}
+    # But when d-2 is the event's own delivery, the unknown value is an error
+    with pytest.raises(UnknownValue):
+        read_order(response, business_product_id=BP, api_version=api_version, strict={"d-2"})

@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from tasks.dispatch import Dispatcher
+from tasks.dispatch import Dispatcher, claim_request
 from tasks.errors import MalformedEvent
-from tasks.events.catalog import metric_label, rank
-from tasks.events.envelope import DeliveryEvent, Envelope, parse_delivery_event
-from tasks.keys import DeliveryRef
+from tasks.events.catalog import metric_label
+from tasks.events.envelope import Envelope, parse_delivery_event
 from tasks.ledger.events import Claim, ClaimRequest, Ledger, QueuedEvent
 from tasks.sqs.dlq import Parcel
 from worker.poller.held import HeldMessages
@@ -76,15 +75,12 @@ class Intake:
             log.error("message_malformed", reason=str(exc), message_id=message.get("MessageId"))
             verdicts.park.append((receipt, Parcel(body, "malformed", str(exc))))
             return None
-        envelope = parsed.envelope if isinstance(parsed, DeliveryEvent) else parsed
+        envelope = parsed if isinstance(parsed, Envelope) else parsed.envelope
         self._observe_age(envelope)
         if isinstance(parsed, Envelope):
             self._unsupported(receipt, body, parsed, verdicts)
             return None
-        ref = DeliveryRef(parsed.business_product_id, parsed.order_id, parsed.delivery_id)
-        state = parsed.implied_state
-        request = ClaimRequest(envelope.dedup_key, envelope.payload_hash, ref, rank(state), state)
-        return Candidate(receipt, request, body)
+        return Candidate(receipt, claim_request(parsed), body)
 
     def _unsupported(self, receipt: str, body: str, envelope: Envelope, verdicts: Verdicts) -> None:
         self._metrics.unsupported.labels(metric_label(envelope.detail_type)).inc()

@@ -1,0 +1,58 @@
+"""The tracker index: carrier + tracking number → the delivery it belongs to.
+
+PACKAGE_TRACKER_MILESTONE_CHANGED names only ``carrier/<code>/tracker/<number>``; this
+index, written whenever a push carries a tracking number, lets the milestone's task find
+the delivery to re-sync. One hash per tracker, written in one MULTI, expiring after
+``TRACKER_TTL_SECONDS`` (a tracker is refreshed by every push that carries it).
+"""
+
+from __future__ import annotations
+
+import redis
+
+from tasks.events.resources import is_valid_id
+from tasks.keys import DeliveryRef, Keys
+from tasks.redis_outage import guarded, text
+
+
+class Trackers:
+    """Raises LedgerUnavailable when Redis is unreachable."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, *, ttl: int) -> None:
+        self._r, self._keys, self._ttl = client, keys, ttl
+
+    def remember(self, ref: DeliveryRef, carrier_code: str | None, tracking_number: str) -> bool:
+        """Point the tracker at ``ref``; False (nothing written) when a part is not id-like,
+        since no milestone event could ever name such a tracker."""
+        carrier = carrier_code or ""
+        parts = (ref.business_product_id, carrier, tracking_number)
+        if not all(is_valid_id(part) for part in parts):
+            return False
+        key = self._keys.tracker(*parts)
+
+        def run() -> None:
+            with self._r.pipeline(transaction=True) as pipe:
+                pipe.delete(key)
+                pipe.hset(
+                    key,
+                    mapping={
+                        "bp": ref.business_product_id,
+                        "order": ref.order_id,
+                        "delivery": ref.delivery_id,
+                    },
+                )
+                pipe.expire(key, self._ttl)
+                pipe.execute()
+
+        guarded(run)
+        return True
+
+    def lookup(
+        self, business_product_id: str, carrier_code: str, tracking_number: str
+    ) -> DeliveryRef | None:
+        """The delivery the tracker was last pushed with, or None for a tracker never seen."""
+        key = self._keys.tracker(business_product_id, carrier_code, tracking_number)
+        bp, order, delivery = guarded(lambda: self._r.hmget(key, "bp", "order", "delivery"))
+        if bp is None or order is None or delivery is None:
+            return None
+        return DeliveryRef(text(bp), text(order), text(delivery))

@@ -1,0 +1,25 @@
+"""The worker's own Prometheus counters, in one place.
+
+One ``TaskMetrics`` per worker runtime, on its own registry (tests build several in one
+process). Flower exports the task-level view; these count what only the sync knows.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter
+
+
+class TaskMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.siblings_skipped = Counter(
+            "bwp_sibling_deliveries_skipped",
+            "Deliveries of a queried order left out: a state or reason the worker does not "
+            "know, on a delivery the event does not name",
+            registry=self.registry,
+        )
+        self.unknown_trackers = Counter(
+            "bwp_milestone_unknown_trackers",
+            "Milestone events acknowledged because their tracker was never pushed",
+            registry=self.registry,
+        )
