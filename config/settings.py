@@ -98,7 +98,9 @@ class Settings(BaseSettings):
     delivery_state_ttl_seconds: int = Field(default=30 * 86400, ge=3600)
     #: how long a pushed tracking number keeps pointing at its delivery (milestone events)
     tracker_ttl_seconds: int = Field(default=90 * 86400, ge=90 * 86400)
-    delivery_lock_ttl_seconds: float = Field(default=60.0, gt=0)
+    #: a delivery lock's TTL: its holder renews it every third of this while the sync runs
+    #: (a crashed holder frees it within this); not a bound on how long a sync may take
+    delivery_lock_ttl_seconds: float = Field(default=15.0, ge=0.3)
     delivery_lock_wait_seconds: float = Field(default=5.0, ge=0)
     #: a `queued` ledger record older than this is re-dispatched by the sweep
     sweep_after_seconds: int = Field(default=900, ge=5)

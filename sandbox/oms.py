@@ -103,6 +103,9 @@ class _State:
     failures: deque[tuple[int, float | None]] = field(default_factory=deque)
     down: bool = False
     latency: float = 0.0
+    #: state -> seconds: the first push of each delivery in that state is held that long
+    hold_first: dict[str, float] = field(default_factory=dict)
+    held: set[tuple[str, str, str]] = field(default_factory=set)
 
 
 class SandboxOms:
@@ -163,6 +166,26 @@ class SandboxOms:
     def set_latency(self, seconds: float) -> None:
         with self._lock:
             self._s.latency = seconds
+
+    def hold_first(self, state: str, seconds: float) -> None:
+        """Hold the first push of each delivery in ``state`` for ``seconds`` before applying
+        it (a slow OMS under one request), while later pushes go through at once."""
+        with self._lock:
+            self._s.hold_first[state] = seconds
+
+    def hold_for(self, raw: bytes) -> float:
+        """How long to hold this push (0 for all but a delivery's first in a held state)."""
+        try:
+            body = json.loads(raw)
+            key = (str(body["orderId"]), str(body["deliveryId"]), str(body["state"]))
+        except (ValueError, KeyError, TypeError):
+            return 0.0
+        with self._lock:
+            seconds = self._s.hold_first.get(key[2], 0.0)
+            if not seconds or key in self._s.held:
+                return 0.0
+            self._s.held.add(key)
+            return seconds
 
     @property
     def latency(self) -> float:
@@ -243,8 +266,11 @@ def _delivery_endpoint(oms: SandboxOms) -> Any:
     async def endpoint(request: Request) -> Response:
         if latency := oms.latency:
             await anyio.sleep(latency)
+        raw = await request.body()
+        if held := oms.hold_for(raw):
+            await anyio.sleep(held)
         headers = {k.lower(): v for k, v in request.headers.items()}
-        reply = oms.handle(headers, await request.body())
+        reply = oms.handle(headers, raw)
         extra = {}
         if reply.retry_after is not None:
             extra["Retry-After"] = str(math.ceil(reply.retry_after))

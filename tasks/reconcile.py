@@ -3,7 +3,9 @@
 EventBridge drops an event after 24 hours of failed delivery; a delivery whose last event
 never arrived would then stay wrong at the OMS. The worker remembers every non-terminal
 delivery it pushed (a sorted set scored by last sync) and this job re-syncs the oldest,
-a bounded number per run.
+a bounded number per run. The set is bounded (oldest dropped past 100,000), expires with
+the delivery records, loses a delivery whose record expired (no push for the state TTL),
+and one that failed for good.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ def reconcile(
             log.warning(
                 "reconcile_failed", delivery=str(ref), error=str(exc), retryable=exc.retryable
             )
+            if not exc.retryable:
+                # no later run can do better: stop asking (its next event still syncs it)
+                deliveries.forget_open(ref)
     deliveries.touch_open(refs)
     if refs:
         log.info("reconciled", checked=report.checked, errors=report.errors, **report.outcomes)

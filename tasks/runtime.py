@@ -64,6 +64,7 @@ def build_runtime(settings: Settings) -> Runtime:
         done_ttl=settings.done_ttl_seconds,
         lock_ttl=settings.delivery_lock_ttl_seconds,
         lock_wait=settings.delivery_lock_wait_seconds,
+        longest_sync=settings.task_deadline_seconds,
     )
     tokens = TokenCache(
         client,
@@ -104,7 +105,15 @@ def build_runtime(settings: Settings) -> Runtime:
         total_timeout=settings.http_total_timeout_seconds,
     )
     trackers = Trackers(client, keys, ttl=settings.tracker_ttl_seconds)
-    deps = SyncDeps(ledger, deliveries, api, oms, settings.bwp_api_version, trackers=trackers)
+    deps = SyncDeps(
+        ledger,
+        deliveries,
+        api,
+        oms,
+        settings.bwp_api_version,
+        trackers=trackers,
+        deadline_seconds=settings.task_deadline_seconds,
+    )
     dead_letters = DeadLetters(
         make_sqs(settings), settings.sqs_dlq_url, Redactor(settings.secrets()).scrub_text
     )

@@ -15,13 +15,14 @@ from typing import Any, Protocol
 
 import structlog
 
+from tasks.deadline import Deadline
 from tasks.delivery.guard import Decision, Pushed, decide
 from tasks.delivery.snapshot import Snapshot, read_order
-from tasks.errors import ApiBehindEvent, OrderNotVisibleYet
+from tasks.errors import ApiBehindEvent, DeliveryBusy, OrderNotVisibleYet
 from tasks.events.catalog import TERMINAL_STATES, DeliveryState, rank
 from tasks.events.envelope import DeliveryEvent, Envelope
 from tasks.keys import DeliveryRef
-from tasks.ledger.deliveries import DeliveryStates, Record
+from tasks.ledger.deliveries import DeliveryStates, Lease, Record
 from tasks.ledger.events import Ledger
 from tasks.ledger.trackers import Trackers
 from tasks.metrics import TaskMetrics
@@ -39,11 +40,20 @@ class Outcome(StrEnum):
 
 
 class OrderSource(Protocol):
-    def fetch_order(self, business_product_id: str, order_id: str) -> dict[str, Any]: ...
+    def reserve(self) -> None: ...
+
+    def fetch_order(
+        self,
+        business_product_id: str,
+        order_id: str,
+        *,
+        deadline: Deadline | None = None,
+        reserved: bool = False,
+    ) -> dict[str, Any]: ...
 
 
 class Pusher(Protocol):
-    def push(self, body: dict[str, Any]) -> int: ...
+    def push(self, body: dict[str, Any], *, deadline: Deadline | None = None) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +64,8 @@ class SyncDeps:
     oms: Pusher
     api_version: str
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    #: seconds one sync may take in all (HTTP calls end by then: TASK_DEADLINE_SECONDS)
+    deadline_seconds: float = 120.0
     #: where pushed tracking numbers are indexed for milestone events (None: not indexed)
     trackers: Trackers | None = None
     metrics: TaskMetrics = field(default_factory=TaskMetrics)
@@ -102,6 +114,9 @@ def _sync(
 ) -> Outcome:
     key = envelope.dedup_key
     implied = rank(implied_state) if implied_state is not None else -1
+    deadline = Deadline(deps.deadline_seconds)
+    # The rate-limit slot and the token before the lock: no lock waits on the limiter.
+    deps.api.reserve()
     lease = deps.deliveries.begin(ref, key)
     if lease is None:
         return Outcome.ALREADY_DONE
@@ -109,13 +124,13 @@ def _sync(
         if implied_state is not None and lease.shows(implied, implied_state):
             deps.deliveries.finish(lease, complete=(key, Outcome.NO_NEWS, envelope.payload_hash))
             return Outcome.NO_NEWS
-        snapshot = _read_snapshot(ref, deps)
+        snapshot = _read_snapshot(ref, deps, deadline)
         outcome, record = _apply(
-            ref,
             snapshot,
-            lease.last,
+            lease,
             Source(envelope.id, envelope.detail_type, envelope.time),
             deps,
+            deadline,
         )
         behind = snapshot.rank < implied and may_wait_for_api
         done = None if behind else (key, str(outcome), envelope.payload_hash)
@@ -136,10 +151,13 @@ def sync_delivery(ref: DeliveryRef, deps: SyncDeps, source: Source) -> Outcome:
     The query happens under the delivery's lock, so a concurrent event task cannot push
     a newer snapshot between this read and this push. Raises like ``sync_event``.
     """
+    deadline = Deadline(deps.deadline_seconds)
+    deps.api.reserve()
     lease = deps.deliveries.begin(ref)
     assert lease is not None  # no event: never "already done"
     try:
-        outcome, record = _apply(ref, _read_snapshot(ref, deps), lease.last, source, deps)
+        snapshot = _read_snapshot(ref, deps, deadline)
+        outcome, record = _apply(snapshot, lease, source, deps, deadline)
         deps.deliveries.finish(lease, record=record)
     except BaseException:
         deps.deliveries.release(lease)
@@ -164,9 +182,14 @@ def sync_order(
     }
 
 
-def _read_snapshot(ref: DeliveryRef, deps: SyncDeps) -> Snapshot:
+def _read_snapshot(ref: DeliveryRef, deps: SyncDeps, deadline: Deadline) -> Snapshot:
     snapshot = _read_snapshots(
-        ref.business_product_id, ref.order_id, deps, strict={ref.delivery_id}
+        ref.business_product_id,
+        ref.order_id,
+        deps,
+        strict={ref.delivery_id},
+        deadline=deadline,
+        reserved=True,
     ).get(ref.delivery_id)
     if snapshot is None:
         # A PENDING delivery can split into new ids, and an event can race the order.
@@ -175,13 +198,19 @@ def _read_snapshot(ref: DeliveryRef, deps: SyncDeps) -> Snapshot:
 
 
 def _read_snapshots(
-    business_product_id: str, order_id: str, deps: SyncDeps, *, strict: set[str] | None = None
+    business_product_id: str,
+    order_id: str,
+    deps: SyncDeps,
+    *,
+    strict: set[str] | None = None,
+    deadline: Deadline | None = None,
+    reserved: bool = False,
 ) -> dict[str, Snapshot]:
     """The order's snapshots. Only the ``strict`` deliveries (the event's) must parse:
     another one holding a state or reason the worker does not know is skipped, logged
     and counted (buy-with-prime-api.md section 4: the preview API may add values)."""
     read = read_order(
-        deps.api.fetch_order(business_product_id, order_id),
+        deps.api.fetch_order(business_product_id, order_id, deadline=deadline, reserved=reserved),
         business_product_id=business_product_id,
         api_version=deps.api_version,
         strict=strict or (),
@@ -193,9 +222,13 @@ def _read_snapshots(
 
 
 def _apply(
-    ref: DeliveryRef, snapshot: Snapshot, last: Pushed | None, source: Source, deps: SyncDeps
+    snapshot: Snapshot, lease: Lease, source: Source, deps: SyncDeps, deadline: Deadline
 ) -> tuple[Outcome, Record | None]:
-    """Push ``snapshot`` if the guard allows; returns the outcome and what to record."""
+    """Push ``snapshot`` if the guard allows; returns the outcome and what to record.
+
+    Raises DeliveryBusy, without pushing, when the lease's lock may be another's by now.
+    """
+    ref, last = lease.ref, lease.last
     fingerprint = snapshot.idempotency_key
     decision = decide(fingerprint, snapshot.rank, last)
     if decision is Decision.UNCHANGED:
@@ -215,7 +248,10 @@ def _apply(
         event_time=source.time,
         observed_at=deps.now(),
     )
-    status = deps.oms.push(body)
+    if not lease.still_held():
+        # A newer sync may hold the lock: pushing now could land an older snapshot last.
+        raise DeliveryBusy(f"delivery {ref}: lock lost before the push")
+    status = deps.oms.push(body, deadline=deadline)
     tracking = snapshot.tracking
     if deps.trackers is not None and tracking is not None and tracking.tracking_number:
         deps.trackers.remember(ref, tracking.carrier_code, tracking.tracking_number)

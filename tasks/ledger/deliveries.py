@@ -8,8 +8,10 @@ A sync is two round trips, each one Lua script:
   reconciliation), mark the event `done` in the dedup ledger, release the lock — all
   at once, so no crash can leave a push recorded and its event not done or the lock held.
 
-The lock is released by compare-and-delete, so a worker whose lock expired can never
-release another worker's lock.
+The lock lives a short TTL and is renewed by its holder's process while the sync runs
+(tasks.ledger.keeper); the finish is fenced: it writes only while the lock is still the
+caller's, and never lowers the recorded rank. So a slow sync cannot lose its lock to a
+newer one and then write an older snapshot last.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import secrets
 import time
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 
@@ -26,6 +28,7 @@ from tasks.delivery.guard import Pushed
 from tasks.errors import DeliveryBusy
 from tasks.keys import DeliveryRef, Keys
 from tasks.ledger import scripts
+from tasks.ledger.keeper import Hold, LockKeeper
 from tasks.redis_outage import UNAVAILABLE, redis_outage, text
 
 
@@ -38,6 +41,11 @@ class Lease:
     last: Pushed | None
     #: the state last pushed ('' when none)
     last_state: str = ""
+    hold: Hold | None = field(default=None, compare=False)
+
+    def still_held(self) -> bool:
+        """False once the lock may be another's: the sync must not push then."""
+        return self.hold is None or self.hold.held(time.monotonic())
 
     def shows(self, implied_rank: int, implied_state: str) -> bool:
         """The pushed state already covers an event implying ``implied_state``: a later
@@ -74,6 +82,8 @@ class DeliveryStates:
         done_ttl: int,
         lock_ttl: float,
         lock_wait: float,
+        longest_sync: float = 600.0,
+        open_bound: int = 100_000,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -82,9 +92,12 @@ class DeliveryStates:
         self._state_ttl, self._done_ttl = state_ttl, done_ttl
         self._lock_ttl_ms = int(lock_ttl * 1000)
         self._lock_wait = lock_wait
+        self._longest, self._open_bound = longest_sync, open_bound
+        self.keeper = LockKeeper(client, lock_ttl)
         self._clock, self._sleep = clock, sleep
         self._begin = client.register_script(scripts.BEGIN)
         self._finish = client.register_script(scripts.FINISH)
+        self._stale_open = client.register_script(scripts.STALE_OPEN)
 
     def begin(self, ref: DeliveryRef, dedup_key: str | None = None) -> Lease | None:
         """Take the delivery's lock; None when ``dedup_key``'s event is already done.
@@ -105,7 +118,8 @@ class DeliveryStates:
                 return None
             if reply[0] == "locked":
                 last = Pushed(reply[1], int(reply[2])) if reply[1] and reply[2] else None
-                return Lease(ref, token, last, reply[3])
+                hold = self.keeper.keep(lock, token, longest=self._longest)
+                return Lease(ref, token, last, reply[3], hold)
             if self._clock() >= deadline:
                 raise DeliveryBusy(f"delivery {ref} is locked by another worker")
             self._sleep(delay)
@@ -118,13 +132,23 @@ class DeliveryStates:
         record: Record | None = None,
         complete: Completion | None = None,
     ) -> None:
-        """Record a push, complete an event, release the lock: one step."""
-        self._run_finish(lease.ref, lease.token, record, complete)
+        """Record a push, complete an event, release the lock: one step.
+
+        Raises DeliveryBusy (nothing written) when the lock was no longer the lease's.
+        """
+        self._unkeep(lease)
+        if not self._run_finish(lease.ref, lease.token, record, complete):
+            raise DeliveryBusy(f"delivery {lease.ref}: the lock was lost before finishing")
 
     def release(self, lease: Lease) -> None:
         """Give the lock back after a failure; if Redis is gone the lock expires by itself."""
+        self._unkeep(lease)
         with suppress(*UNAVAILABLE):
             self._run_finish(lease.ref, lease.token, None, None)
+
+    def _unkeep(self, lease: Lease) -> None:
+        if lease.hold is not None:
+            self.keeper.release(lease.hold)
 
     def record_push(self, ref: DeliveryRef, pushed: Pushed, state: str, *, terminal: bool) -> None:
         """Remember a pushed snapshot outside a lease (operators' tools, tests)."""
@@ -136,7 +160,7 @@ class DeliveryStates:
         token: str,
         record: Record | None,
         complete: Completion | None,
-    ) -> None:
+    ) -> bool:
         dedup_key, how, payload_hash = complete or ("", "", "")
         keys = [
             self._keys.delivery_lock(ref),
@@ -160,9 +184,10 @@ class DeliveryStates:
             dedup_key,
             how,
             payload_hash,
+            self._open_bound,
         ]
         with redis_outage():
-            self._finish(keys=keys, args=args)
+            return bool(self._finish(keys=keys, args=args))
 
     def last_pushed(self, ref: DeliveryRef) -> Pushed | None:
         with redis_outage():
@@ -172,11 +197,16 @@ class DeliveryStates:
         return Pushed(text(fingerprint), int(rank))
 
     def stale_open(self, older_than: float, limit: int) -> list[DeliveryRef]:
-        """Non-terminal deliveries last synced more than ``older_than`` seconds ago."""
+        """Non-terminal deliveries last synced more than ``older_than`` seconds ago.
+
+        Deliveries whose record expired (no push for the state TTL) leave the index here.
+        """
         cutoff = self._clock() - older_than
+        # the record's key is the delivery key of the member (tasks.keys.Keys.delivery)
+        record_prefix = self._keys.delivery(DeliveryRef("", "", ""))[: -len("//")]
         with redis_outage():
-            members: list[bytes] = self._r.zrangebyscore(  # type: ignore[assignment]
-                self._keys.open_deliveries, "-inf", cutoff, 0, limit
+            members: list[bytes] = self._stale_open(
+                keys=[self._keys.open_deliveries], args=[limit, cutoff, record_prefix]
             )
         refs = []
         for member in members:
@@ -184,6 +214,11 @@ class DeliveryStates:
             if len(parts) == 3:  # ids cannot hold a slash (tasks.events.resources)
                 refs.append(DeliveryRef(*parts))
         return refs
+
+    def forget_open(self, ref: DeliveryRef) -> None:
+        """A delivery that failed for good: reconciliation stops asking about it."""
+        with redis_outage():
+            self._r.zrem(self._keys.open_deliveries, str(ref))
 
     def touch_open(self, refs: list[DeliveryRef]) -> None:
         """Synced just now: due again after the interval (XX: terminal ones stay gone)."""

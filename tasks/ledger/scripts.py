@@ -124,20 +124,58 @@ return {'locked', last[1] or '', last[2] or '', last[3] or ''}
 
 # KEYS: lock, delivery record, open-deliveries index, event record, queued index.
 # ARGV: token, now, state ttl, done ttl, ref, record (0/1), fp, rank, state, terminal (0/1),
-#       complete (0/1), dedup key, how, payload hash.
+#       complete (0/1), dedup key, how, payload hash, open-set bound.
+#
+# Fenced: nothing is written unless the lock is still the caller's (token '' = no lease:
+# operators' tools), and the recorded rank never goes down. Returns 1, or 0 when the
+# lock was lost (nothing written).
 FINISH = (
     EVENT_DONE
     + """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if ARGV[6] == '1' then
-  redis.call('HSET', KEYS[2], 'fp', ARGV[7], 'rank', ARGV[8], 'state', ARGV[9], 'at', ARGV[2])
-  redis.call('EXPIRE', KEYS[2], ARGV[3])
-  if ARGV[10] == '1' then redis.call('ZREM', KEYS[3], ARGV[5])
-  else redis.call('ZADD', KEYS[3], ARGV[2], ARGV[5]) end
+  local stored = tonumber(redis.call('HGET', KEYS[2], 'rank') or '-1')
+  if tonumber(ARGV[8]) >= stored then
+    redis.call('HSET', KEYS[2], 'fp', ARGV[7], 'rank', ARGV[8], 'state', ARGV[9], 'at', ARGV[2])
+    redis.call('EXPIRE', KEYS[2], ARGV[3])
+    if ARGV[10] == '1' then redis.call('ZREM', KEYS[3], ARGV[5])
+    else
+      redis.call('ZADD', KEYS[3], ARGV[2], ARGV[5])
+      redis.call('EXPIRE', KEYS[3], ARGV[3])
+      local extra = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[15])
+      if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[3], 0, extra - 1) end
+    end
+  end
 end
 if ARGV[11] == '1' then
   event_done(KEYS[4], ARGV[2], ARGV[4], ARGV[13], ARGV[14], KEYS[5], ARGV[12])
 end
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+if ARGV[1] ~= '' then redis.call('DEL', KEYS[1]) end
 return 1
 """
 )
+
+# KEYS: delivery locks; ARGV: ttl (ms), then one token per lock. Extends each lock that is
+# still its holder's: 1, else 0 (the lease is lost).
+RENEW = """
+local out = {}
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[i + 1] then
+    redis.call('PEXPIRE', KEYS[i], ARGV[1]); out[i] = 1
+  else out[i] = 0 end
+end
+return out
+"""
+
+# KEYS: open-deliveries index; ARGV: limit, cutoff, delivery key prefix. Up to ``limit``
+# members due (score <= cutoff) whose delivery record still exists; members whose record
+# expired (no push for the state TTL) leave the index.
+STALE_OPEN = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, ARGV[1])
+local out = {}
+for _, member in ipairs(due) do
+  if redis.call('EXISTS', ARGV[3] .. member) == 1 then out[#out + 1] = member
+  else redis.call('ZREM', KEYS[1], member) end
+end
+return out
+"""

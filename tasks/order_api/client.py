@@ -116,38 +116,62 @@ class OrderApi:
         #: order queries sent by this client (tests count them)
         self.calls = 0
 
+    def reserve(self) -> None:
+        """Take one call's rate-limit slot and make sure of the token now, so that a
+        caller can wait for them before it takes a lock (then ``reserved=True``)."""
+        self._tokens.get()
+        self._before_call()
+
     def fetch_order(
-        self, business_product_id: str, order_id: str, *, deadline: Deadline | None = None
+        self,
+        business_product_id: str,
+        order_id: str,
+        *,
+        deadline: Deadline | None = None,
+        reserved: bool = False,
     ) -> dict[str, Any]:
         """The ``order`` object for ``order_id``; raises per ``classify``.
 
         Each request ends within the total timeout, and by ``deadline`` when given
-        (ApiUnavailable when it passes).
+        (ApiUnavailable when it passes). ``reserved``: the first call's rate-limit slot
+        was taken by ``reserve``.
         """
         task = deadline or Deadline()
+        slots = [reserved]  # the first attempt may use the reserved slot
         return call_with_retries(
-            lambda: self._fetch(business_product_id, order_id, task), attempts=self._attempts
+            lambda: self._fetch(business_product_id, order_id, task, slots),
+            attempts=self._attempts,
         )
 
-    def _fetch(self, business_product_id: str, order_id: str, task: Deadline) -> dict[str, Any]:
+    def _fetch(
+        self, business_product_id: str, order_id: str, task: Deadline, slots: list[bool]
+    ) -> dict[str, Any]:
         try:
-            return classify(self._post(business_product_id, order_id, task))
+            return classify(self._post(business_product_id, order_id, task, slots))
         except _Unauthorized:
             pass
         # 401: the shared token was revoked or expired early. Refresh once, try once.
         try:
-            return classify(self._post(business_product_id, order_id, task, refresh=True))
+            return classify(self._post(business_product_id, order_id, task, slots, refresh=True))
         except _Unauthorized:
             raise PermanentApiError("order API refused a freshly issued token (HTTP 401)") from None
 
     def _post(
-        self, business_product_id: str, order_id: str, task: Deadline, refresh: bool = False
+        self,
+        business_product_id: str,
+        order_id: str,
+        task: Deadline,
+        slots: list[bool],
+        refresh: bool = False,
     ) -> httpx.Response:
         token = self._tokens.get()
         if refresh:
             self._tokens.invalidate(token)
             token = self._tokens.get()
-        self._before_call()
+        if slots[0]:
+            slots[0] = False
+        else:
+            self._before_call()
         self.calls += 1
         headers = {
             "Authorization": f"Bearer {token}",

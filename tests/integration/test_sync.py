@@ -173,6 +173,26 @@ def test_reconciliation_is_bounded_per_run(side: Side) -> None:
     )
 
 
+def test_reconciliation_forgets_deliveries_that_fail_for_good_or_expired(
+    side: Side, redis_client: redis.Redis
+) -> None:
+    # Given two open deliveries: one whose order the API now refuses for good, one whose
+    # delivery record expired (no push for the state TTL)
+    refused, expired = order(side, "IN_TRANSIT"), order(side, "IN_TRANSIT")
+    for order_id in (refused, expired):
+        sync_event(side.event("DELIVERY_IN_TRANSIT", order_id), side.runtime.deps)
+    keys = Keys(side.runtime.settings.redis_key_prefix)
+    redis_client.delete(keys.delivery(DeliveryRef("bp-int", expired, "d-1")))
+    side.api.inject("validation", 1)
+    deliveries = side.runtime.deps.deliveries
+    # When reconciliation runs
+    report = reconcile(deliveries, side.runtime.deps, older_than=0, limit=100)
+    # Then it asked about the refused one once, dropped the expired one unasked, and
+    # neither is asked about again
+    assert (report.checked, report.errors) == (1, 1)
+    assert reconcile(deliveries, side.runtime.deps, older_than=0, limit=100).checked == 0
+
+
 def test_workers_share_one_token_and_a_401_forces_one_refresh(
     side: Side, servers, redis_url, key_prefix
 ) -> None:  # type: ignore[no-untyped-def]
@@ -315,8 +335,13 @@ class OddSibling:
 
     inner: object
 
-    def fetch_order(self, business_product_id: str, order_id: str) -> dict[str, object]:
-        order = self.inner.fetch_order(business_product_id, order_id)  # type: ignore[attr-defined]
+    def reserve(self) -> None:
+        self.inner.reserve()  # type: ignore[attr-defined]
+
+    def fetch_order(
+        self, business_product_id: str, order_id: str, **options: object
+    ) -> dict[str, object]:
+        order = self.inner.fetch_order(business_product_id, order_id, **options)  # type: ignore[attr-defined]
         for holder in [order, *order["lineItems"]]:
             info = holder.get("packageInformation") or holder.get("deliveryInformation") or {}
             for detail in info.get("details") or []:
