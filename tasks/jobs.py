@@ -18,8 +18,8 @@ from celery.signals import (
 from config.logging import configure_logging
 from config.settings import SettingsError, process_settings, refuse_to_start
 from tasks.celery import RECONCILE_TASK, SWEEP_TASK, SYNC_TASK
+from tasks.delivery.attempt import handle
 from tasks.delivery.task_retry import Retry
-from tasks.handler import handle
 from tasks.reconcile import reconcile
 from tasks.runtime import Runtime, build_runtime
 from tasks.sweep import sweep_stale

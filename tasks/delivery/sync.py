@@ -15,12 +15,12 @@ from typing import Any, Protocol
 
 import structlog
 
-from tasks.deadline import Deadline
 from tasks.delivery.guard import Decision, Pushed, decide
 from tasks.delivery.snapshot import Snapshot, read_order
 from tasks.errors import ApiBehindEvent, DeliveryBusy, OrderNotVisibleYet
 from tasks.events.catalog import TERMINAL_STATES, DeliveryState, rank
 from tasks.events.envelope import DeliveryEvent, Envelope
+from tasks.http.deadline import Deadline
 from tasks.keys import DeliveryRef
 from tasks.ledger.deliveries import DeliveryStates, Lease, Record
 from tasks.ledger.events import Ledger

@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 
 from config.secrets import Redactor
-from tasks.deadline import Deadline, bounded_request
 from tasks.errors import OmsUnavailable, PermanentOmsError
-from tasks.http_retry import call_with_retries, retry_after_header
+from tasks.http.deadline import Deadline, bounded_request
+from tasks.http.retry import call_with_retries, retry_after_header
 from tasks.oms.payload import encode, signature
 
 _RETRY_STATUSES = frozenset({408, 425, 429})

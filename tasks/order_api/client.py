@@ -14,9 +14,9 @@ from typing import Any, Final, Protocol
 
 import httpx
 
-from tasks.deadline import Deadline, bounded_request
 from tasks.errors import ApiUnavailable, OrderNotVisibleYet, PermanentApiError
-from tasks.http_retry import call_with_retries, retry_after_header
+from tasks.http.deadline import Deadline, bounded_request
+from tasks.http.retry import call_with_retries, retry_after_header
 from tasks.order_api.queries import order_request
 
 _RETRYABLE_TYPES: Final = frozenset({"ThrottlingError", "InternalServerError", "ConflictError"})

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import httpx
 import redis
 
-from tasks.deadline import Deadline, bounded_request
 from tasks.errors import ApiUnavailable, PermanentApiError
+from tasks.http.deadline import Deadline, bounded_request
 from tasks.keys import Keys
 from tasks.redis_outage import redis_outage
 

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tasks.deadline import Deadline, bounded_request
 from tasks.errors import ApiUnavailable, OmsUnavailable, RetryableError
+from tasks.http.deadline import Deadline, bounded_request
 from tasks.oms.client import OmsClient
 from tasks.order_api.client import OrderApi
 from worker.poller.metrics import MetricsServer, PollerMetrics

@@ -18,6 +18,7 @@ from sandbox.bwp_api import build_app as api_app
 from sandbox.http import ServerHandle, serve_asgi
 from sandbox.oms import SandboxOms
 from sandbox.oms import build_app as oms_app
+from tasks.delivery.attempt import handle
 from tasks.delivery.sync import Outcome, sync_delivery, sync_event, synthetic_source
 from tasks.dispatch import claim_request
 from tasks.errors import (
@@ -34,7 +35,6 @@ from tasks.events.envelope import (
     parse_envelope,
 )
 from tasks.events.samples import build_event, to_body
-from tasks.handler import handle
 from tasks.keys import DeliveryRef, Keys
 from tasks.order_api.rate_limit import RateLimiter
 from tasks.reconcile import reconcile

@@ -1,4 +1,4 @@
-"""tasks.http_retry: a few quick in-call attempts, only for transient errors.
+"""tasks.http.retry: a few quick in-call attempts, only for transient errors.
 
 Every call passes ``base=0`` (or a cap of a few milliseconds), so no test sleeps longer.
 """
@@ -21,7 +21,7 @@ from tasks.errors import (
     PermanentApiError,
     PermanentOmsError,
 )
-from tasks.http_retry import backoff_seconds, call_with_retries
+from tasks.http.retry import backoff_seconds, call_with_retries
 
 
 class Script:

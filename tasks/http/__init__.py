@@ -1,0 +1,1 @@
+"""Calling over HTTP: in-call retries (tenacity) and a total deadline per call and per task."""
