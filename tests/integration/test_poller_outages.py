@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from config.clients import make_redis
 from sandbox.redis_server import EmbeddedRedis
@@ -213,3 +214,29 @@ def test_rediss_urls_work_and_verify_the_server(tls_redis: tuple[int, Path, Path
     with pytest.raises(LedgerUnavailable):
         Ledger(wrong, Keys("bwp-tls:"), claim_ttl=30, queued_ttl=60, done_ttl=60).claim(request)
     wrong.close()
+
+
+def test_an_unexpected_receive_error_does_not_end_the_loop(
+    sqs, queues, redis_url, key_prefix
+) -> None:  # type: ignore[no-untyped-def]
+    # Given a receive path that raises something no AWS error class covers, once
+    failures = []
+
+    def broken_once(**_: object) -> None:
+        if not failures:
+            failures.append(1)
+            raise RuntimeError("a bug in a receive hook")
+
+    sqs.meta.events.register("before-call.sqs.ReceiveMessage", broken_once)
+    rig = make_rig(sqs, queues, redis_url, key_prefix)
+    rig.send(to_body(delivered(order="322-RECV-1")))
+    with structlog.testing.capture_logs() as logs, Running(rig) as running:
+        # Then the loop logs it once, lives on, and dispatches the event
+        wait_for(lambda: rig.poller.totals.dispatched == 1)
+        assert running.thread.is_alive()
+    assert [e["event"] for e in logs if e["event"] == "receive_loop_error"] == [
+        "receive_loop_error"
+    ]
+    assert not rig.poller.failed
+    sqs.meta.events.unregister("before-call.sqs.ReceiveMessage", broken_once)
+    rig.redis.close()
