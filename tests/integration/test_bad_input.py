@@ -190,7 +190,7 @@ def open_rig(sqs_server: SqsServer, redis_url: str) -> Iterator[Rig]:
     poller = Poller(
         sqs,
         make_ledger(client, settings),
-        Dispatcher(make_app(settings), settings.celery_queue),
+        Dispatcher.for_settings(make_app(settings), settings),
         DeadLetters(sqs, dlq_url),
         PollerConfig(
             queue_url=queue_url,

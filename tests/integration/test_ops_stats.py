@@ -78,7 +78,7 @@ def add_work(settings: Settings, sqs: Any, client: redis.Redis) -> None:
     )
     assert parked == [True, True]
     events = [QueuedEvent(f"evt-{i}", f'{{"id": "evt-{i}"}}') for i in range(2)]
-    assert Dispatcher(make_app(settings), settings.celery_queue).publish(events) == [True, True]
+    assert Dispatcher.for_settings(make_app(settings), settings).publish(events) == [True, True]
     ledger = make_ledger(client, settings)
     ledger.claim([ClaimRequest(e.dedup_key, "h") for e in events])  # as the poller does
     ledger.mark_queued(events)

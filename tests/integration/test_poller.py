@@ -7,6 +7,7 @@ reason, or still in SQS.
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections.abc import Iterator
@@ -96,7 +97,7 @@ def make_rig(
     poller = Poller(
         sqs,
         make_ledger(ledger_client, settings),
-        Dispatcher(make_app(settings), settings.celery_queue),
+        Dispatcher.for_settings(make_app(settings), settings),
         DeadLetters(sqs, dlq_url),
         PollerConfig(
             **{
@@ -339,3 +340,26 @@ def test_redis_down_leaves_messages_in_sqs_and_the_loop_alive(
     # the delivery event stays in SQS (handed back); bad input is still parked without Redis
     assert rig.counts(rig.queue_url) == (1, 0)
     assert len(rig.dlq_messages()) == 1
+
+
+def test_a_batch_is_published_in_one_redis_round_trip_as_celery_messages(rig: Rig) -> None:
+    # Given ten new events received in one batch
+    for i in range(10):
+        rig.send(to_body(delivered(order=f"322-PUB-{i}")))
+    calls_before = int(rig.redis.info("commandstats").get("cmdstat_lpush", {}).get("calls", 0))
+    rig.poll()
+    received = rig.poller.totals.received
+    # Then one LPUSH carried them all, each a Celery protocol 2 message Celery can read
+    calls = int(rig.redis.info("commandstats")["cmdstat_lpush"]["calls"]) - calls_before
+    assert calls == 1
+    messages = rig.broker_messages()
+    assert len(messages) == received
+    from kombu.utils.json import loads
+
+    for message in messages:
+        headers, properties = message["headers"], message["properties"]  # type: ignore[index]
+        assert headers["task"] == "bwp.sync_delivery" and headers["id"]  # type: ignore[index]
+        assert properties["body_encoding"] == "base64"  # type: ignore[index]
+        args, kwargs, embed = loads(base64.b64decode(message["body"]))  # type: ignore[arg-type]
+        assert kwargs == {} and embed["callbacks"] is None
+        assert json.loads(args[0])["detail"]["idempotencyKey"] == args[1]

@@ -47,6 +47,14 @@ class Verdicts:
     #: not handed off (the broker failed): visible again at once
     release: list[str] = field(default_factory=list)
 
+    def merged(self, other: Verdicts) -> Verdicts:
+        return Verdicts(
+            self.delete + other.delete,
+            self.hold + other.hold,
+            self.park + other.park,
+            self.release + other.release,
+        )
+
 
 class Intake:
     def __init__(

@@ -37,6 +37,9 @@ log = structlog.get_logger("bwp.poller")
 
 Inbox = queue.Queue[list["MessageTypeDef"] | None]
 
+#: seconds a settled message may wait for batch mates before it is deleted alone
+DELETE_LINGER = 0.5
+
 
 @dataclass(frozen=True, slots=True)
 class PollerConfig:
@@ -108,6 +111,8 @@ class Poller:
         self.sqs_requests = 0
         #: the loop ended because a part of it died, not because it was told to stop
         self.failed = False
+        self._to_delete: list[str] = []
+        self._to_delete_since = 0.0
 
     @property
     def totals(self) -> Totals:
@@ -141,6 +146,7 @@ class Poller:
             if messages:
                 self._handle_safely(messages, stop)
             self._settle_if_due()
+            self._flush_deletes()
             if not receiver.is_alive() and inbox.empty():
                 if not done_receiving.is_set():
                     self.failed = True
@@ -162,6 +168,7 @@ class Poller:
         if receiver.is_alive():
             log.warning("receive_in_flight_at_exit", waited=self._cfg.wait_seconds)
         self._settle(final=True)
+        self._flush_deletes(force=True)
         unsettled = [h.receipt for h in self.held.all()]
         self.held.drop(unsettled)
         self.handback(unsettled)
@@ -229,7 +236,7 @@ class Poller:
             except LedgerUnavailable as exc:
                 self._gate.outage("redis", str(exc))
                 taken = Verdicts(release=[c.receipt for c in candidates])
-            verdicts = _merge(verdicts, taken)
+            verdicts = verdicts.merged(taken)
         self._apply(verdicts)
 
     def _apply(self, verdicts: Verdicts) -> None:
@@ -256,7 +263,10 @@ class Poller:
 
     # --- settling what is held --------------------------------------------------------
     def _settle_if_due(self) -> None:
-        if self.held and self._clock() - self._last_settle >= self._cfg.settle_interval:
+        # A tick costs Redis work in proportion to what is held: few held, tick often (a
+        # settled message leaves SQS soon); many, up to ``settle_interval`` apart.
+        interval = min(self._cfg.settle_interval, max(0.1, len(self.held) / 2000))
+        if self.held and self._clock() - self._last_settle >= interval:
             self._settle()
 
     def _settle(self, *, final: bool = False) -> None:
@@ -354,8 +364,24 @@ class Poller:
         return parked
 
     def _delete(self, receipts: list[str]) -> None:
+        """Delete soon, in full batches of ten: a settled message may wait up to
+        ``DELETE_LINGER`` for batch mates (it is settled; if it came back meanwhile, the
+        ledger would know it as done)."""
+        if receipts and not self._to_delete:
+            self._to_delete_since = self._clock()
+        self._to_delete += receipts
+        self._flush_deletes()
+
+    def _flush_deletes(self, *, force: bool = False) -> None:
+        full = len(self._to_delete) - len(self._to_delete) % 10
+        lingered = self._clock() - self._to_delete_since >= DELETE_LINGER
+        count = len(self._to_delete) if force or lingered else full
+        if not count:
+            return
+        now, self._to_delete = self._to_delete[:count], self._to_delete[count:]
+        self._to_delete_since = self._clock()
         # Not deleted: the message comes back and is recognised by the ledger.
-        if receipts and self._queue.delete(receipts):
+        if self._queue.delete(now):
             self.metrics.errors.labels("delete").inc()
 
     def handback(self, receipts: list[str]) -> None:
@@ -370,12 +396,3 @@ class Poller:
 
 
 _SETTLED = frozenset({"done", "parked"})
-
-
-def _merge(first: Verdicts, second: Verdicts) -> Verdicts:
-    return Verdicts(
-        first.delete + second.delete,
-        first.hold + second.hold,
-        first.park + second.park,
-        first.release + second.release,
-    )

@@ -70,7 +70,7 @@ def build_poller(settings: Settings) -> tuple[Poller, redis.Redis]:
     poller = Poller(
         sqs,
         make_ledger(client, settings),
-        Dispatcher(make_app(settings), settings.celery_queue),
+        Dispatcher.for_settings(make_app(settings), settings),
         DeadLetters(sqs, settings.sqs_dlq_url, Redactor(settings.secrets()).scrub_text),
         config,
         queue_depth=queue_depth_probe(settings),
