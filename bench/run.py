@@ -24,6 +24,7 @@ import psutil
 import redis
 
 from bench import report
+from bench.chart import draw
 from bench.contenders import BWP_SETTINGS, PEERS, BwpWorker, Contender, Peer
 from bench.feed import Feeder, Phase
 from bench.sampler import Sampler, Usage
@@ -31,7 +32,9 @@ from bench.services import Services, private_redis
 from bench.stream import Stream, build, move_body, warmup
 
 ROOT = Path(__file__).resolve().parent.parent
-CONTENDERS = ("bwp-worker", "powertools", "naive", "limit-line")
+#: bwp-worker-events: bwp-worker with Celery task events on (the project's default, what
+#: Flower needs), at a 0 ms API only: what Flower costs
+CONTENDERS = ("bwp-worker", "bwp-worker-events", "powertools", "naive", "limit-line")
 BUSY_STATES = ("user", "nice", "system", "irq", "softirq", "steal")
 
 
@@ -77,9 +80,15 @@ def _plan(options: argparse.Namespace) -> list[Spec]:
     latencies = [float(x) for x in options.latency_ms.split(",") if x]
     plan = [Spec("limit-line", 0, "saturate")] if "limit-line" in chosen else []
     for latency in latencies:
-        plan += [Spec(c, latency, "saturate") for c in chosen if c != "limit-line"]
+        plan += [
+            Spec(c, latency, "saturate")
+            for c in chosen
+            if c != "limit-line" and (c != "bwp-worker-events" or latency == 0)
+        ]
     if options.paced_events:
-        plan += [Spec(c, 0, "paced") for c in chosen if c != "limit-line"]
+        plan += [
+            Spec(c, 0, "paced") for c in chosen if c not in ("limit-line", "bwp-worker-events")
+        ]
     return plan
 
 
@@ -91,7 +100,7 @@ def _contender(name: str, options: argparse.Namespace, log_dir: Path) -> Contend
         log_dir,
         concurrency=options.concurrency,
         pool=options.pool,
-        task_events=options.task_events == "on",
+        task_events=options.task_events == "on" or name == "bwp-worker-events",
         extra_env=extra,
         profile_dir=getattr(options, "profile_dir", None),
     )
@@ -362,7 +371,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print("\n" + section + f"\n\nJSON: {out}\nlogs: {log_dir}")
     if not options.no_doc:
         report.update_doc(options.doc, section)
-        print(f"doc: {options.doc}")
+        chart = options.doc.with_suffix(".png")
+        draw(result["runs"], chart)
+        print(f"doc: {options.doc}\nchart: {chart}")
     return result
 
 

@@ -252,9 +252,6 @@ def _apply(
         # A newer sync may hold the lock: pushing now could land an older snapshot last.
         raise DeliveryBusy(f"delivery {ref}: lock lost before the push")
     status = deps.oms.push(body, deadline=deadline)
-    tracking = snapshot.tracking
-    if deps.trackers is not None and tracking is not None and tracking.tracking_number:
-        deps.trackers.remember(ref, tracking.carrier_code, tracking.tracking_number)
     log.info(
         "delivery_pushed",
         delivery=str(ref),
@@ -262,9 +259,14 @@ def _apply(
         oms_status=status,
         idempotency_key=fingerprint,
     )
+    tracking, tracker = snapshot.tracking, None
+    if deps.trackers is not None and tracking is not None and tracking.tracking_number:
+        key = deps.trackers.entry(ref, tracking.carrier_code, tracking.tracking_number)
+        tracker = (key, deps.trackers.ttl) if key else None
     record = Record(
         Pushed(fingerprint, snapshot.rank),
         snapshot.state.value,
         terminal=snapshot.state in TERMINAL_STATES,
+        tracker=tracker,
     )
     return Outcome.PUSHED, record

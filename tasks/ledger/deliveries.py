@@ -68,6 +68,8 @@ class Record:
     pushed: Pushed
     state: str
     terminal: bool
+    #: the tracker index entry to point at this delivery: (key, ttl), or None
+    tracker: tuple[str, int] | None = None
 
 
 class DeliveryStates:
@@ -168,6 +170,7 @@ class DeliveryStates:
             self._keys.open_deliveries,
             self._keys.event(dedup_key),
             self._keys.queued_index,
+            record.tracker[0] if record and record.tracker else self._keys.delivery_lock(ref),
         ]
         args: list[str | int | float] = [
             token,
@@ -185,6 +188,11 @@ class DeliveryStates:
             how,
             payload_hash,
             self._open_bound,
+            "1" if record and record.tracker else "0",
+            ref.business_product_id,
+            ref.order_id,
+            ref.delivery_id,
+            record.tracker[1] if record and record.tracker else 0,
         ]
         with redis_outage():
             return bool(self._finish(keys=keys, args=args))

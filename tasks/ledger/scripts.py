@@ -122,9 +122,10 @@ local last = redis.call('HMGET', KEYS[2], 'fp', 'rank', 'state')
 return {'locked', last[1] or '', last[2] or '', last[3] or ''}
 """
 
-# KEYS: lock, delivery record, open-deliveries index, event record, queued index.
+# KEYS: lock, delivery record, open-deliveries index, event record, queued index, tracker.
 # ARGV: token, now, state ttl, done ttl, ref, record (0/1), fp, rank, state, terminal (0/1),
-#       complete (0/1), dedup key, how, payload hash, open-set bound.
+#       complete (0/1), dedup key, how, payload hash, open-set bound, tracker (0/1),
+#       business product, order, delivery, tracker ttl.
 #
 # Fenced: nothing is written unless the lock is still the caller's (token '' = no lease:
 # operators' tools), and the recorded rank never goes down. Returns 1, or 0 when the
@@ -144,6 +145,10 @@ if ARGV[6] == '1' then
       redis.call('EXPIRE', KEYS[3], ARGV[3])
       local extra = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[15])
       if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[3], 0, extra - 1) end
+    end
+    if ARGV[16] == '1' then
+      redis.call('HSET', KEYS[6], 'bp', ARGV[17], 'order', ARGV[18], 'delivery', ARGV[19])
+      redis.call('EXPIRE', KEYS[6], ARGV[20])
     end
   end
 end

@@ -2,8 +2,9 @@
 
 PACKAGE_TRACKER_MILESTONE_CHANGED names only ``carrier/<code>/tracker/<number>``; this
 index, written whenever a push carries a tracking number, lets the milestone's task find
-the delivery to re-sync. One hash per tracker, written in one MULTI, expiring after
-``TRACKER_TTL_SECONDS`` (a tracker is refreshed by every push that carries it).
+the delivery to re-sync. One hash per tracker, expiring after ``TRACKER_TTL_SECONDS`` (a
+tracker is refreshed by every push that carries it). A sync writes it in the same round
+trip that records its push (``entry``, then tasks.ledger.scripts.FINISH).
 """
 
 from __future__ import annotations
@@ -21,14 +22,24 @@ class Trackers:
     def __init__(self, client: redis.Redis, keys: Keys, *, ttl: int) -> None:
         self._r, self._keys, self._ttl = client, keys, ttl
 
-    def remember(self, ref: DeliveryRef, carrier_code: str | None, tracking_number: str) -> bool:
-        """Point the tracker at ``ref``; False (nothing written) when a part is not id-like,
-        since no milestone event could ever name such a tracker."""
-        carrier = carrier_code or ""
-        parts = (ref.business_product_id, carrier, tracking_number)
+    @property
+    def ttl(self) -> int:
+        return self._ttl
+
+    def entry(self, ref: DeliveryRef, carrier_code: str | None, tracking_number: str) -> str | None:
+        """The tracker's key, or None when a part is not id-like (no milestone event could
+        ever name such a tracker, so it is not indexed)."""
+        parts = (ref.business_product_id, carrier_code or "", tracking_number)
         if not all(is_valid_id(part) for part in parts):
+            return None
+        return self._keys.tracker(*parts)
+
+    def remember(self, ref: DeliveryRef, carrier_code: str | None, tracking_number: str) -> bool:
+        """Point the tracker at ``ref`` on its own (operators' tools, tests); False when it
+        is not indexed."""
+        key = self.entry(ref, carrier_code, tracking_number)
+        if key is None:
             return False
-        key = self._keys.tracker(*parts)
 
         def run() -> None:
             with self._r.pipeline(transaction=True) as pipe:
