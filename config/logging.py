@@ -49,3 +49,10 @@ def configure_logging(settings: Settings) -> None:
     root.setLevel(numeric)
     for noisy in ("botocore", "boto3", "urllib3", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
+    # Celery's "Task … received" and "… succeeded in" lines, two per task, say what our
+    # `event_synced` line says (with the task id bound); at DEBUG they come back.
+    # Failures and retries are logged by us at WARNING and above either way.
+    for per_task in ("celery.app.trace", "celery.worker.strategy"):
+        logging.getLogger(per_task).setLevel(
+            numeric if numeric <= logging.DEBUG else logging.WARNING
+        )
