@@ -33,6 +33,7 @@ from tasks.dispatch import Dispatcher
 from tasks.events.samples import build_event, to_body
 from tasks.runtime import make_ledger
 from tasks.sqs.dlq import DeadLetters
+from tests.integration.workers import finish_queued
 from worker.poller.loop import Poller, PollerConfig
 
 CORPUS = Path(__file__).parents[1] / "data" / "malformed"
@@ -135,14 +136,7 @@ class Rig:
 
     def work(self) -> int:
         """Stand in for the Celery workers: every `queued` event is done now."""
-        prefix = self.settings.redis_key_prefix + "evt:"
-        ledger = make_ledger(self.redis, self.settings)
-        finished = 0
-        for key in self.redis.scan_iter(match=prefix + "*"):
-            if self.redis.hget(key, "state") == b"queued":
-                ledger.complete(key.decode()[len(prefix) :], how="pushed")
-                finished += 1
-        return finished
+        return finish_queued(self.redis, self.settings)
 
     def broker_depth(self) -> int:
         return int(self.redis.llen(broker_prefix(self.settings) + self.settings.celery_queue))
