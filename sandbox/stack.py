@@ -148,6 +148,10 @@ class LocalStack:
         return self
 
     def stop(self) -> None:
+        # Signal every process first, then wait: their shutdowns (a worker's soft
+        # shutdown, a poller's last long poll) overlap instead of adding up.
+        for process in reversed(self.processes):
+            process.signal(signal.SIGTERM)
         for process in reversed(self.processes):
             process.stop()
         self.processes.clear()
