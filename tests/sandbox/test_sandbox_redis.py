@@ -54,3 +54,17 @@ def test_stopped_server_refuses_connections_and_close_removes_its_directory() ->
         client.close()
         server.close()
     assert not server.data_dir.exists()
+
+
+def test_a_wiped_restart_loses_even_persisted_data() -> None:
+    # Given a Redis that persists every write
+    with EmbeddedRedis(appendonly=True) as server:
+        client = redis.Redis.from_url(server.url)
+        try:
+            client.set("k", "v")
+            # When it restarts with its data directory wiped (a replaced node)
+            server.restart(wipe=True)
+            # Then it comes back empty, on the same URL
+            assert client.dbsize() == 0
+        finally:
+            client.close()
