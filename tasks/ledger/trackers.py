@@ -34,30 +34,6 @@ class Trackers:
             return None
         return self._keys.tracker(*parts)
 
-    def remember(self, ref: DeliveryRef, carrier_code: str | None, tracking_number: str) -> bool:
-        """Point the tracker at ``ref`` on its own (operators' tools, tests); False when it
-        is not indexed."""
-        key = self.entry(ref, carrier_code, tracking_number)
-        if key is None:
-            return False
-
-        def run() -> None:
-            with self._r.pipeline(transaction=True) as pipe:
-                pipe.delete(key)
-                pipe.hset(
-                    key,
-                    mapping={
-                        "bp": ref.business_product_id,
-                        "order": ref.order_id,
-                        "delivery": ref.delivery_id,
-                    },
-                )
-                pipe.expire(key, self._ttl)
-                pipe.execute()
-
-        guarded(run)
-        return True
-
     def lookup(
         self, business_product_id: str, carrier_code: str, tracking_number: str
     ) -> DeliveryRef | None:

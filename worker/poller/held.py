@@ -44,10 +44,6 @@ class HeldMessages:
         for receipt in receipts:
             self._by_receipt.pop(receipt, None)
 
-    def holds(self, dedup_key: str) -> bool:
-        """True when a copy of the event is held here (and so will settle here)."""
-        return any(h.request.dedup_key == dedup_key for h in self._by_receipt.values())
-
     def all(self) -> list[Held]:
         return list(self._by_receipt.values())
 
