@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     #: a `queued` ledger record older than this is re-dispatched by the sweep
     sweep_after_seconds: int = Field(default=900, ge=5)
     sweep_interval_seconds: float = Field(default=60.0, gt=0)
+    #: kombu's unacked bookkeeping in the Redis broker (a killed worker's task comes back
+    #: after BROKER_VISIBILITY_TIMEOUT). Off by default: the sweep re-dispatches such a task
+    #: anyway (design.md section 8), and the bookkeeping cost ~15% of a task's CPU
+    broker_ack_emulation: bool = False
     broker_visibility_timeout: int = Field(default=900, ge=5)
     #: workers start sending task events (Flower sees every task). Off saves ~1 ms of CPU
     #: per event (docs/performance.md); Flower switches them on when it connects anyway.
@@ -142,16 +146,19 @@ class Settings(BaseSettings):
             for name in CREDENTIAL_URLS
             if (text := _insecure(getattr(self, name), allowed=self.allow_insecure_http))
         ]
-        below = (
+        below = [
             # A claim outliving the message's visibility blocks the message when SQS
             # hands it out again after a poller crash.
             ("claim_ttl_seconds", "sqs_visibility_timeout"),
-            # Celery holds a countdown task unacked; past the broker's visibility timeout
-            # the broker delivers it a second time.
-            ("task_retry_cap_seconds", "broker_visibility_timeout"),
-            # A task still running past it is handed to a second worker.
-            ("task_deadline_seconds", "broker_visibility_timeout"),
-        )
+        ]
+        if self.broker_ack_emulation:
+            below += [
+                # Celery holds a countdown task unacked; past the broker's visibility
+                # timeout the broker delivers it a second time.
+                ("task_retry_cap_seconds", "broker_visibility_timeout"),
+                # A task still running past it is handed to a second worker.
+                ("task_deadline_seconds", "broker_visibility_timeout"),
+            ]
         found += [
             f"{a.upper()} ({getattr(self, a):g}) must be below {b.upper()} ({getattr(self, b):g})"
             for a, b in below

@@ -58,8 +58,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_url": settings.broker_url,
         "broker_use_ssl": broker_tls(settings.broker_url),
         "broker_transport_options": {
-            # A late-acked task of a killed worker comes back after this; it must exceed
-            # the longest task run plus its retry countdown (capped well below it).
+            # Without ack emulation (the default) the poller holds every event in SQS and
+            # the sweep re-dispatches a `queued` event whose task a killed worker took
+            # along (design.md section 8); a stopping worker still hands its unacked tasks
+            # back. With it, a killed worker's task also comes back after the visibility
+            # timeout, which must exceed the longest task run plus its retry countdown.
+            "ack_emulation": settings.broker_ack_emulation,
             "visibility_timeout": settings.broker_visibility_timeout,
             "unacked_mutex_expire": 60,
             "global_keyprefix": broker_prefix(settings),
