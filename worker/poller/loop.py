@@ -24,6 +24,7 @@ from tasks.errors import LedgerUnavailable
 from tasks.ledger.events import Ledger
 from tasks.sqs.dlq import DeadLetters, Parcel
 from tasks.sqs.queue import AWS_ERRORS, SqsQueue
+from worker.poller.deletes import PendingDeletes
 from worker.poller.gate import IntakeGate
 from worker.poller.held import Held, HeldMessages
 from worker.poller.intake import Candidate, Intake, Verdicts
@@ -37,8 +38,11 @@ log = structlog.get_logger("bwp.poller")
 
 Inbox = queue.Queue[list["MessageTypeDef"] | None]
 
-#: seconds a settled message may wait for batch mates before it is deleted alone
-DELETE_LINGER = 0.5
+#: seconds between settling ticks while few messages are held (a settled message leaves
+#: SQS this soon, so a bounded in-flight window turns over quickly)
+SETTLE_FLOOR = 0.02
+#: seconds the idle loop waits for a batch when nothing is held
+IDLE_WAIT = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +115,8 @@ class Poller:
         self.sqs_requests = 0
         #: the loop ended because a part of it died, not because it was told to stop
         self.failed = False
-        self._to_delete: list[str] = []
-        self._to_delete_since = 0.0
+        self._deletes = PendingDeletes(self._queue.delete, clock=clock)
+        self._last_batch_at = 0.0
 
     @property
     def totals(self) -> Totals:
@@ -140,7 +144,8 @@ class Poller:
         receiver.start()
         while not stop.is_set() and not done_receiving.is_set():
             try:
-                messages = inbox.get(timeout=0.1)
+                wait = SETTLE_FLOOR if self.held or self._deletes else IDLE_WAIT
+                messages = inbox.get(timeout=wait)
             except queue.Empty:
                 messages = None
             if messages:
@@ -223,6 +228,7 @@ class Poller:
     # --- one batch --------------------------------------------------------------------
     def handle(self, messages: list[MessageTypeDef]) -> None:
         """Sort, claim, dispatch, park, delete and hold one received batch."""
+        self._last_batch_at = self._clock()
         self.metrics.received.inc(len(messages))
         self.metrics.batch_size.observe(len(messages))
         verdicts, candidates = Verdicts(), []
@@ -265,7 +271,7 @@ class Poller:
     def _settle_if_due(self) -> None:
         # A tick costs Redis work in proportion to what is held: few held, tick often (a
         # settled message leaves SQS soon); many, up to ``settle_interval`` apart.
-        interval = min(self._cfg.settle_interval, max(0.1, len(self.held) / 2000))
+        interval = min(self._cfg.settle_interval, max(SETTLE_FLOOR, len(self.held) / 2000))
         if self.held and self._clock() - self._last_settle >= interval:
             self._settle()
 
@@ -364,24 +370,13 @@ class Poller:
         return parked
 
     def _delete(self, receipts: list[str]) -> None:
-        """Delete soon, in full batches of ten: a settled message may wait up to
-        ``DELETE_LINGER`` for batch mates (it is settled; if it came back meanwhile, the
-        ledger would know it as done)."""
-        if receipts and not self._to_delete:
-            self._to_delete_since = self._clock()
-        self._to_delete += receipts
+        self._deletes.add(receipts)
         self._flush_deletes()
 
     def _flush_deletes(self, *, force: bool = False) -> None:
-        full = len(self._to_delete) - len(self._to_delete) % 10
-        lingered = self._clock() - self._to_delete_since >= DELETE_LINGER
-        count = len(self._to_delete) if force or lingered else full
-        if not count:
-            return
-        now, self._to_delete = self._to_delete[:count], self._to_delete[count:]
-        self._to_delete_since = self._clock()
+        quiet_since = None if self.held else self._last_batch_at
         # Not deleted: the message comes back and is recognised by the ledger.
-        if self._queue.delete(now):
+        if self._deletes.flush(quiet_since=quiet_since, force=force):
             self.metrics.errors.labels("delete").inc()
 
     def handback(self, receipts: list[str]) -> None:
