@@ -52,3 +52,20 @@ def test_a_quick_benchmark_runs_every_contender_with_sane_counts(tmp_path: Path)
     limit = runs["limit-line"]
     assert limit["consumer_figures"]["records"] == limit["events"]
     assert limit["api"]["order_queries"] == 0
+
+
+def test_the_task_cost_probe_prints_one_figure_per_thread_count() -> None:
+    # When the in-process probe runs a few tasks on 1 and on 2 threads
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.task_cost", "--tasks", "4", "--threads", "1", "2"],
+        cwd=ROOT,
+        check=True,
+        timeout=120,
+        capture_output=True,
+        text=True,
+    )
+    # Then it prints a CPU figure for each, every task having pushed its delivery
+    lines = [line.split() for line in done.stdout.splitlines() if "per task" in line]
+    assert [line[0] for line in lines] == ["1", "2"]
+    assert all(float(line[2]) > 0 for line in lines)
+    assert all(line[-2] == "(4" for line in lines)
