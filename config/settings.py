@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     #: anyway (design.md section 8), and the bookkeeping cost ~15% of a task's CPU
     broker_ack_emulation: bool = False
     broker_visibility_timeout: int = Field(default=900, ge=5)
-    #: workers start sending task events (Flower sees every task). Off saves ~1 ms of CPU
+    #: workers start sending task events (Flower sees every task). Off saves ~0.5-1 ms of CPU
     #: per event (docs/performance.md); Flower switches them on when it connects anyway.
     worker_task_events: bool = True
     #: the poller pauses while the Celery queue holds more than this; 0 disables
