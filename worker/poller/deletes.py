@@ -11,11 +11,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+from tasks.sqs.batches import MAX_ENTRIES
+
 #: seconds a settled message may wait for batch mates before it is deleted alone
 DELETE_LINGER = 0.5
 #: seconds without a received batch after which no batch mates are expected
 QUIET_AFTER = 0.1
-BATCH = 10
 
 
 class PendingDeletes:
@@ -45,7 +46,8 @@ class PendingDeletes:
         now = self._clock()
         quiet = quiet_since is not None and now - quiet_since >= QUIET_AFTER
         everything = force or quiet or now - self._since >= DELETE_LINGER
-        count = len(self._receipts) if everything else len(self._receipts) // BATCH * BATCH
+        waiting = len(self._receipts)
+        count = waiting if everything else waiting - waiting % MAX_ENTRIES
         if not count:
             return []
         batch, self._receipts = self._receipts[:count], self._receipts[count:]
