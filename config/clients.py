@@ -50,9 +50,27 @@ def make_redis(url: str, *, probe_timeout: float | None = None) -> redis.Redis:
     )
 
 
-def make_sqs(settings: Settings, *, probe_timeout: float | None = None) -> SQSClient:
-    """A boto3 SQS client for the configured region and endpoint."""
-    if probe_timeout is not None:
+#: the poller's own SQS calls (delete, extend, release, park) on its loop's thread: short
+#: timeouts and one retry, so that a stalled SQS holds the loop at most
+#: SQS_CONTROL_WORST_SECONDS, below the margin at which held messages are extended
+_CONTROL = {"connect": 3.0, "read": 5.0, "attempts": 2}
+#: attempts x (connect + read), plus botocore's first retry backoff (at most 1 s)
+SQS_CONTROL_WORST_SECONDS = _CONTROL["attempts"] * (_CONTROL["connect"] + _CONTROL["read"]) + 1.0
+
+
+def make_sqs(
+    settings: Settings, *, probe_timeout: float | None = None, control: bool = False
+) -> SQSClient:
+    """A boto3 SQS client for the configured region and endpoint. ``control``: for the
+    poller's calls on its loop's thread (see SQS_CONTROL_WORST_SECONDS)."""
+    if control:
+        config = Config(
+            connect_timeout=_CONTROL["connect"],
+            read_timeout=_CONTROL["read"],
+            retries={"mode": "standard", "max_attempts": int(_CONTROL["attempts"])},
+            max_pool_connections=4,
+        )
+    elif probe_timeout is not None:
         config = Config(
             connect_timeout=probe_timeout,
             read_timeout=probe_timeout,

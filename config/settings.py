@@ -102,6 +102,21 @@ class Settings(BaseSettings):
     #: (a crashed holder frees it within this); not a bound on how long a sync may take
     delivery_lock_ttl_seconds: float = Field(default=15.0, ge=0.3)
     delivery_lock_wait_seconds: float = Field(default=5.0, ge=0)
+    #: an event lease's TTL: the worker process holding the event's task (prefetched,
+    #: running, or waiting for a retry countdown) renews it every third of this. A killed
+    #: worker's events are dispatched again by the poller about this long after it died
+    event_lease_seconds: float = Field(default=15.0, ge=1, le=300)
+    #: a `queued` event no worker holds, while the Celery queue is empty, has lost its task
+    #: on the way (popped by a worker that died at once, or a broker that lost its list):
+    #: the poller dispatches it again once it stayed so this long
+    orphan_grace_seconds: float = Field(default=10.0, ge=1, le=3600)
+    #: times the poller dispatches an event again after its task was lost; past it the event
+    #: is parked as `retries-exhausted` (a task that keeps killing its worker)
+    max_redispatches: int = Field(default=5, ge=1, le=100)
+    #: the DLQ's MaximumMessageSize: a parked message (body plus attributes) must fit. The
+    #: reason is shortened to fit, never the body; a body that cannot fit is left to the
+    #: queue's redrive policy
+    sqs_dlq_max_message_bytes: int = Field(default=262_144, ge=1024, le=1_048_576)
     #: a `queued` ledger record older than this is re-dispatched by the sweep
     sweep_after_seconds: int = Field(default=900, ge=5)
     sweep_interval_seconds: float = Field(default=60.0, gt=0)
@@ -127,6 +142,9 @@ class Settings(BaseSettings):
     #: messages one poller holds unsettled at most (intake pauses at this mark); far
     #: below SQS's 120,000 in-flight messages per queue, so several pollers fit
     max_held_messages: int = Field(default=5000, ge=10, le=100_000)
+    #: body bytes one poller holds unsettled at most (intake pauses at this mark): the
+    #: poller keeps each held body in memory, up to 256 KiB each
+    max_held_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)
     #: seconds between the poller's settling ticks (one Redis round trip each)
     settle_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     #: how long a stopping poller waits past its long poll for the receive to return
@@ -179,6 +197,12 @@ class Settings(BaseSettings):
     @property
     def broker_url(self) -> str:
         return self.celery_broker_url or self.redis_url
+
+    @property
+    def schedule_queue(self) -> str:
+        """The Celery queue of the scheduled jobs (sweep, reconciliation): their own, so
+        that a backlog of syncs cannot starve them."""
+        return f"{self.celery_queue}.schedule"
 
     def require(self, *names: str) -> None:
         """Raise SettingsError naming the first of ``names`` that is unset."""

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from celery import Celery
+from kombu import Queue
 
 from config.clients import is_redis_url
 from config.settings import Settings, SettingsError, process_settings, refuse_to_start
@@ -20,6 +21,11 @@ from config.settings import Settings, SettingsError, process_settings, refuse_to
 SYNC_TASK = "bwp.sync_delivery"
 SWEEP_TASK = "bwp.sweep_stale_events"
 RECONCILE_TASK = "bwp.reconcile_open_deliveries"
+
+#: a scheduled job still waiting this many intervals is dropped (the next one is sent by
+#: then). Several intervals: a worker whose clock runs ahead of beat's, or a short backlog
+#: on the schedule queue, must not make every run expire unrun.
+SCHEDULE_EXPIRY_INTERVALS = 10
 
 
 def broker_prefix(settings: Settings) -> str:
@@ -72,6 +78,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_max_retries": None,
         "broker_pool_limit": 10,
         "task_default_queue": settings.celery_queue,
+        # Workers consume both queues (kombu's Redis transport takes from them in turn):
+        # the scheduled jobs have their own, so 2,000 syncs waiting cannot starve them.
+        "task_queues": (Queue(settings.celery_queue), Queue(settings.schedule_queue)),
+        "task_routes": {
+            SWEEP_TASK: {"queue": settings.schedule_queue},
+            RECONCILE_TASK: {"queue": settings.schedule_queue},
+        },
         "task_serializer": "json",
         "accept_content": ["json"],
         "result_serializer": "json",
@@ -102,16 +115,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": SWEEP_TASK,
                 "schedule": settings.sweep_interval_seconds,
                 "options": {
-                    "queue": settings.celery_queue,
-                    "expires": settings.sweep_interval_seconds,
+                    "queue": settings.schedule_queue,
+                    "expires": SCHEDULE_EXPIRY_INTERVALS * settings.sweep_interval_seconds,
                 },
             },
             "reconcile-open-deliveries": {
                 "task": RECONCILE_TASK,
                 "schedule": settings.reconcile_interval_seconds,
                 "options": {
-                    "queue": settings.celery_queue,
-                    "expires": settings.reconcile_interval_seconds,
+                    "queue": settings.schedule_queue,
+                    "expires": SCHEDULE_EXPIRY_INTERVALS * settings.reconcile_interval_seconds,
                 },
             },
         },

@@ -7,6 +7,7 @@ from typing import Any
 
 import structlog
 from celery import Task
+from celery.exceptions import Ignore, Reject, Retry
 from celery.signals import (
     setup_logging,
     worker_init,
@@ -14,12 +15,15 @@ from celery.signals import (
     worker_process_shutdown,
     worker_shutdown,
 )
+from celery.worker.request import Request
 
 from config.logging import configure_logging
 from config.settings import SettingsError, process_settings, refuse_to_start
 from tasks.celery import RECONCILE_TASK, SWEEP_TASK, SYNC_TASK
+from tasks.delivery import task_retry
 from tasks.delivery.attempt import handle
-from tasks.delivery.task_retry import Retry
+from tasks.ledger.keeper import Tenancy
+from tasks.ledger.runs import JobRuns
 from tasks.reconcile import reconcile
 from tasks.runtime import Runtime, build_runtime
 from tasks.sweep import sweep_stale
@@ -75,21 +79,68 @@ def _close_process(**_: Any) -> None:
     global _runtime  # noqa: PLW0603
     with _lock:
         if _runtime is not None:
+            # Warm shutdown handed the tasks not run back to the broker: their events are
+            # waiting there again, not held by this process.
+            _runtime.keeper.drop_all()
             _runtime.close()
             _runtime = None
+
+
+class LeasedRequest(Request):
+    """A sync task as the worker holds it: from its arrival (prefetched, or waiting for a
+    retry countdown) until it is acknowledged, the event carries this process's lease,
+    so that the poller can tell a live task from one lost with a killed worker.
+
+    Acknowledged after a retry (the next attempt is in the broker) or a revoke: the lease
+    is released. After a crash of the task itself it is left to expire, and the poller
+    dispatches the event again.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._tenancy: Tenancy | None = None
+        self._keep_lease = False
+        task_args = self.args
+        if isinstance(task_args, list | tuple) and len(task_args) >= 2:
+            rt = runtime()
+            self._tenancy = rt.keeper.take(rt.keys.event(str(task_args[1])))
+
+    def on_failure(
+        self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
+    ) -> Any:
+        exc = getattr(exc_info, "exception", None)
+        exc = getattr(exc, "exc", exc)
+        if not isinstance(exc, Retry | Reject | Ignore):
+            self._keep_lease = True  # the task crashed: let the lease die, it is re-run
+        return super().on_failure(exc_info, send_failed_event, return_ok)
+
+    def acknowledge(self) -> None:
+        super().acknowledge()
+        self._drop()
+
+    def reject(self, requeue: bool = False) -> None:
+        super().reject(requeue)
+        self._drop()
+
+    def _drop(self) -> None:
+        tenancy, self._tenancy = self._tenancy, None
+        if tenancy is not None:
+            runtime().keeper.drop(tenancy, release=not self._keep_lease)
 
 
 def register(app: Any) -> None:
     """Register the tasks on ``app``."""
 
-    @app.task(bind=True, name=SYNC_TASK, max_retries=None, acks_late=True)  # type: ignore[untyped-decorator]
+    @app.task(  # type: ignore[untyped-decorator]
+        bind=True, name=SYNC_TASK, max_retries=None, acks_late=True, Request=LeasedRequest
+    )
     def sync_delivery(
         self: Task[Any, Any], body: str, dedup_key: str, failures: int = 0, busy: int = 0
     ) -> str:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(task_id=self.request.id, event_key=dedup_key)
         result = handle(body, dedup_key, runtime(), failures=failures, busy=busy)
-        if isinstance(result, Retry):
+        if isinstance(result, task_retry.Retry):
             raise self.retry(
                 countdown=result.countdown,
                 kwargs={"failures": result.failures, "busy": result.busy},
@@ -100,7 +151,9 @@ def register(app: Any) -> None:
     @app.task(name=SWEEP_TASK, acks_late=True)  # type: ignore[untyped-decorator]
     def sweep_stale_events() -> int:
         rt = runtime()
-        return sweep_stale(rt.ledger, app, rt.settings)
+        redone = sweep_stale(rt.ledger, app, rt.settings)
+        JobRuns(rt.redis, rt.keys).record("sweep")
+        return redone
 
     @app.task(name=RECONCILE_TASK, acks_late=True)  # type: ignore[untyped-decorator]
     def reconcile_open_deliveries() -> dict[str, int]:
@@ -111,4 +164,5 @@ def register(app: Any) -> None:
             older_than=rt.settings.reconcile_after_seconds,
             limit=rt.settings.reconcile_batch,
         )
+        JobRuns(rt.redis, rt.keys).record("reconcile")
         return {"checked": report.checked, "errors": report.errors, **report.outcomes}

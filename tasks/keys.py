@@ -55,5 +55,10 @@ class Keys:
         return f"{self.prefix}open"
 
     @property
+    def job_runs(self) -> str:
+        """Hash: when each scheduled job last ran (job name → unix time)."""
+        return f"{self.prefix}jobs"
+
+    @property
     def api_rate(self) -> str:
         return f"{self.prefix}rate:api"

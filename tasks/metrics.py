@@ -23,3 +23,10 @@ class TaskMetrics:
             "Milestone events acknowledged because their tracker was never pushed",
             registry=self.registry,
         )
+        self.park_failures = Counter(
+            "bwp_task_park_failures",
+            "Events that failed for good but no DLQ took (marked failed: the poller parks "
+            "them, or leaves them to the queue's redrive policy)",
+            ["kind"],
+            registry=self.registry,
+        )

@@ -14,6 +14,7 @@ from tasks.delivery.sync import SyncDeps
 from tasks.keys import Keys
 from tasks.ledger.deliveries import DeliveryStates
 from tasks.ledger.events import Ledger
+from tasks.ledger.keeper import Keeper
 from tasks.ledger.trackers import Trackers
 from tasks.oms.client import OmsClient
 from tasks.order_api.client import OrderApi
@@ -43,6 +44,9 @@ class Runtime:
     oms: OmsClient
     deps: SyncDeps
     dead_letters: DeadLetters
+    keys: Keys
+    #: the process's watchdog: delivery locks and event leases
+    keeper: Keeper
 
     def close(self) -> None:
         self.http.close()
@@ -57,6 +61,9 @@ def build_runtime(settings: Settings) -> Runtime:
     client = make_redis(settings.redis_url)
     http = make_http(settings)
     ledger = make_ledger(client, settings)
+    keeper = Keeper(
+        client, settings.delivery_lock_ttl_seconds, lease_ttl=settings.event_lease_seconds
+    )
     deliveries = DeliveryStates(
         client,
         keys,
@@ -65,6 +72,7 @@ def build_runtime(settings: Settings) -> Runtime:
         lock_ttl=settings.delivery_lock_ttl_seconds,
         lock_wait=settings.delivery_lock_wait_seconds,
         longest_sync=settings.task_deadline_seconds,
+        keeper=keeper,
     )
     tokens = TokenCache(
         client,
@@ -115,6 +123,11 @@ def build_runtime(settings: Settings) -> Runtime:
         deadline_seconds=settings.task_deadline_seconds,
     )
     dead_letters = DeadLetters(
-        make_sqs(settings), settings.sqs_dlq_url, Redactor(settings.secrets()).scrub_text
+        make_sqs(settings),
+        settings.sqs_dlq_url,
+        Redactor(settings.secrets()).scrub_text,
+        max_bytes=settings.sqs_dlq_max_message_bytes,
     )
-    return Runtime(settings, client, http, ledger, tokens, api, oms, deps, dead_letters)
+    return Runtime(
+        settings, client, http, ledger, tokens, api, oms, deps, dead_letters, keys, keeper
+    )

@@ -12,7 +12,7 @@ from tasks.delivery.task_retry import GiveUp, Park, Retry, RetryPolicy, next_ste
 from tasks.errors import DeadLetterUnavailable, MalformedEvent
 from tasks.events.envelope import DeliveryEvent, MilestoneEvent, parse_delivery_event
 from tasks.runtime import Runtime
-from tasks.sqs.dlq import Parcel
+from tasks.sqs.dlq import Parcel, one_line
 
 log = structlog.get_logger("bwp.task")
 
@@ -80,26 +80,27 @@ def _after_error(
         log.warning("sync_gave_up_waiting", reason=step.reason)
         runtime.ledger.complete(dedup_key, how="api_behind", payload_hash=_payload_hash(body))
         return "api_behind"
-    return _park(step, body, dedup_key, runtime, exc, failures=failures, busy=busy)
+    return _park(step, body, dedup_key, runtime, exc)
 
 
-def _park(
-    step: Park,
-    body: str,
-    dedup_key: str,
-    runtime: Runtime,
-    exc: Exception,
-    *,
-    failures: int,
-    busy: int,
-) -> str | Retry:
+def _park(step: Park, body: str, dedup_key: str, runtime: Runtime, exc: Exception) -> str:
+    """Park the event, and mark it `parked` only once the DLQ took it. With no DLQ, or a
+    DLQ that keeps refusing, it is marked `failed` instead: the poller that holds its
+    message parks it with its own DLQ, or leaves it to the queue's redrive policy."""
+    parcel = Parcel(body, step.kind, step.reason, dedup_key)
     try:
-        runtime.dead_letters.park_one(Parcel(body, step.kind, step.reason, dedup_key))
+        runtime.dead_letters.park_one(parcel)
     except DeadLetterUnavailable:
-        log.error("park_failed_retrying", kind=step.kind)
-        return Retry(runtime.settings.task_retry_cap_seconds, failures, busy)
-    # The poller deletes the held message (or, without a DLQ, leaves it to come back after
-    # its visibility timeout, so that the queue's own redrive policy applies).
+        runtime.deps.metrics.park_failures.labels(step.kind).inc()
+        runtime.ledger.mark_failed(dedup_key, step.kind, one_line(step.reason))
+        log.error(
+            "event_failed_not_parked",
+            kind=step.kind,
+            reason=step.reason,
+            dlq_configured=runtime.dead_letters.configured,
+            error_type=type(exc).__name__,
+        )
+        return f"failed:{step.kind}"
     runtime.ledger.mark_parked(dedup_key, step.kind)
     log.error("event_parked", kind=step.kind, reason=step.reason, error_type=type(exc).__name__)
     return f"parked:{step.kind}"

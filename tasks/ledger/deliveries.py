@@ -28,7 +28,7 @@ from tasks.delivery.guard import Pushed
 from tasks.errors import DeliveryBusy
 from tasks.keys import DeliveryRef, Keys
 from tasks.ledger import scripts
-from tasks.ledger.keeper import Hold, LockKeeper
+from tasks.ledger.keeper import Hold, Keeper
 from tasks.redis_outage import UNAVAILABLE, redis_outage, text
 
 
@@ -88,6 +88,7 @@ class DeliveryStates:
         open_bound: int = 100_000,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        keeper: Keeper | None = None,
     ) -> None:
         self._r = client
         self._keys = keys
@@ -95,7 +96,8 @@ class DeliveryStates:
         self._lock_ttl_ms = int(lock_ttl * 1000)
         self._lock_wait = lock_wait
         self._longest, self._open_bound = longest_sync, open_bound
-        self.keeper = LockKeeper(client, lock_ttl)
+        #: the process's watchdog (delivery locks, and event leases when shared)
+        self.keeper = keeper if keeper is not None else Keeper(client, lock_ttl)
         self._clock, self._sleep = clock, sleep
         self._begin = client.register_script(scripts.BEGIN)
         self._finish = client.register_script(scripts.FINISH)

@@ -1,11 +1,16 @@
 """The dedup ledger (design.md section 4): one Redis hash per event id, and the only
 code that changes one (the delivery finish script uses this module's ``done`` fragment).
 
-States: ``claimed`` (poller, before publishing) → ``queued`` (publish confirmed; keeps
-the body so the sweep can re-dispatch a lost task) → ``done``; or ``parked`` (in the DLQ;
-a replay claims it anew). Every transition is one Lua script: never read-then-write.
-The records may vanish (a Redis failover): the poller, which holds each message until its
-event is settled, then claims and dispatches the event again.
+States (``EventState``): ``claimed`` (poller, before publishing) → ``queued`` (publish
+confirmed; keeps the body so that a lost task can be dispatched again) → ``done``; or
+``parked`` (in the DLQ; a replay claims it anew); or ``failed`` (failed for good, not in
+the DLQ yet: the poller parks it, or leaves it to the queue's redrive). Every transition
+is one Lua script: never read-then-write.
+
+A ``queued`` event carries a lease while a live worker process holds its task (taken
+from the broker: prefetched, running or waiting for a retry countdown). The poller, which
+holds each message until its event is settled, dispatches again an event whose lease died
+with its worker, or whose record vanished (a Redis failover).
 """
 
 from __future__ import annotations
@@ -23,6 +28,16 @@ from tasks.ledger import scripts
 from tasks.redis_outage import guarded, text
 
 
+class EventState(StrEnum):
+    """The states of an event record (tasks.ledger.scripts)."""
+
+    CLAIMED = "claimed"
+    QUEUED = "queued"
+    DONE = "done"
+    PARKED = "parked"
+    FAILED = "failed"
+
+
 class Claim(StrEnum):
     NEW = "new"  # claimed now: publish it
     DONE = "done"  # already done: delete the message
@@ -30,6 +45,44 @@ class Claim(StrEnum):
     INFLIGHT = "inflight"  # another poller claimed it and is publishing: hold the message
     CONFLICT = "conflict"  # same id, different payload: park it
     NO_NEWS = "no_news"  # the delivery already shows this state or a later one: done
+    FAILED = "failed"  # failed for good, not in the DLQ: park it, or let the queue redrive it
+
+
+class Lease(StrEnum):
+    """What the poller sees of a `queued` event's lease."""
+
+    NONE = ""  # nobody holds its task: waiting in the broker, or lost on the way
+    LIVE = "live"  # a live worker process holds its task
+    DEAD = "dead"  # the process that held its task stopped renewing: the task is lost
+
+
+@dataclass(frozen=True, slots=True)
+class EventView:
+    """One event record as the poller's settling tick reads it."""
+
+    state: EventState | None  # None: the record is gone
+    lease: Lease = Lease.NONE
+    takes: int = 0
+    redispatches: int = 0
+    #: the dead-letter kind and reason of a `failed` event
+    kind: str = ""
+    reason: str = ""
+
+
+class Reclaim(StrEnum):
+    OK = "ok"  # taken back: dispatch it again
+    EXHAUSTED = "exhausted"  # re-dispatched too often: park it
+    NO = "no"  # not an orphan (any more)
+
+
+@dataclass(frozen=True, slots=True)
+class Orphan:
+    """A `queued` event the poller believes lost: its lease is ``dead``, or it has none
+    (``none``) and ``takes`` is what the poller saw when it first found it so."""
+
+    dedup_key: str
+    mode: str
+    takes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +124,10 @@ class Ledger:
         self._mark_queued = client.register_script(scripts.MARK_QUEUED)
         self._complete = client.register_script(scripts.COMPLETE)
         self._park = client.register_script(scripts.PARK)
+        self._fail = client.register_script(scripts.FAIL)
         self._states = client.register_script(scripts.STATES)
+        self._views = client.register_script(scripts.VIEWS)
+        self._reclaim = client.register_script(scripts.RECLAIM)
 
     def claim(self, requests: Sequence[ClaimRequest]) -> list[Claim]:
         """Claim a whole batch in one round trip; one answer per request, in order."""
@@ -121,6 +177,39 @@ class Ledger:
         replies = guarded(lambda: self._states(keys=keys))
         return [text(r) or None for r in replies]
 
+    def views(self, dedup_keys: Sequence[str]) -> list[EventView]:
+        """Each event's state, lease and counts, in one round trip (the settling tick)."""
+        if not dedup_keys:
+            return []
+        keys = [self._keys.event(k) for k in dedup_keys]
+        replies = guarded(lambda: self._views(keys=keys))
+        return [
+            EventView(
+                EventState(text(state)) if text(state) else None,
+                Lease(text(lease)),
+                int(takes),
+                int(redispatches),
+                text(kind),
+                text(reason),
+            )
+            for state, lease, takes, redispatches, kind, reason in replies
+        ]
+
+    def reclaim(self, orphans: Sequence[Orphan], most: int) -> list[Reclaim]:
+        """Take back lost tasks' events, atomically, so that one poller re-dispatches each.
+
+        An event re-dispatched more than ``most`` times answers EXHAUSTED (park it: its task
+        keeps getting lost, perhaps it kills its worker).
+        """
+        if not orphans:
+            return []
+        keys = [self._keys.event(o.dedup_key) for o in orphans]
+        args: list[str | int] = [most]
+        for orphan in orphans:
+            args += [orphan.mode, orphan.takes]
+        replies = guarded(lambda: self._reclaim(keys=keys, args=args))
+        return [Reclaim(text(r)) for r in replies]
+
     def complete(self, dedup_key: str, how: str, payload_hash: str = "") -> None:
         """The event's work is finished: keep a `done` record for the retention period."""
         keys = [self._keys.event(dedup_key), self._keys.queued_index]
@@ -128,10 +217,19 @@ class Ledger:
         guarded(lambda: self._complete(keys=keys, args=args))
 
     def mark_parked(self, dedup_key: str, kind: str) -> None:
-        """The event is in the DLQ: the poller deletes its message, a replay runs it again."""
+        """The DLQ accepted the event's message (never before): the poller deletes its
+        held copy, a replay runs it again."""
         keys = [self._keys.event(dedup_key), self._keys.queued_index]
         args: list[str | float] = [self._clock(), self._queued_ttl, dedup_key, kind]
         guarded(lambda: self._park(keys=keys, args=args))
+
+    def mark_failed(self, dedup_key: str, kind: str, reason: str) -> bool:
+        """The event failed for good but no DLQ took it: the poller that holds its message
+        parks it (its own DLQ) or leaves it to the queue's redrive policy. False when the
+        event was finished already."""
+        keys = [self._keys.event(dedup_key), self._keys.queued_index]
+        args: list[str | float] = [self._clock(), self._queued_ttl, dedup_key, kind, reason]
+        return bool(guarded(lambda: self._fail(keys=keys, args=args)))
 
     def postpone_sweep(self, dedup_key: str, seconds: float) -> None:
         """A retry is scheduled: keep the sweep away from this event until it is due."""
@@ -144,7 +242,8 @@ class Ledger:
     def stale_queued(self, older_than: float, limit: int) -> list[QueuedEvent]:
         """Events still `queued` whose sweep time is over ``older_than`` seconds ago.
 
-        Index entries whose record is gone or finished are dropped on the way.
+        Index entries whose record is gone or finished are dropped on the way; an event
+        whose task a live worker holds (a live lease) is left alone.
         """
         cutoff = self._clock() - older_than
 
@@ -156,13 +255,16 @@ class Ledger:
             if not members:
                 return []
             with self._r.pipeline(transaction=False) as pipe:
+                pipe.time()
                 for member in members:
-                    pipe.hmget(self._keys.event(member), "state", "body")
-                records = pipe.execute()
+                    pipe.hmget(self._keys.event(member), "state", "body", "lease")
+                server_time, *records = pipe.execute()
+            now_ms = server_time[0] * 1000 + server_time[1] // 1000
             found, gone = [], []
-            for member, (state, body) in zip(members, records, strict=True):
+            for member, (state, body, lease) in zip(members, records, strict=True):
                 if state == b"queued" and body is not None:
-                    found.append(QueuedEvent(member, text(body)))
+                    if lease is None or _lease_expiry(text(lease)) <= now_ms:
+                        found.append(QueuedEvent(member, text(body)))
                 else:
                     gone.append(member)
             if gone:
@@ -170,3 +272,9 @@ class Ledger:
             return found
 
         return guarded(run)
+
+
+def _lease_expiry(lease: str) -> int:
+    """The expiry (Redis server ms) of a lease ``"<token>:<expiry ms>"``."""
+    _, _, expiry = lease.rpartition(":")
+    return int(expiry) if expiry.isdigit() else 0

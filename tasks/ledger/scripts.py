@@ -3,7 +3,14 @@ defined here and used by ``tasks.ledger.events`` (its owner) and by the delivery
 script, so that the record's transitions are written once.
 
 Event record states: ``claimed`` → ``queued`` → ``done``, or ``parked`` (the DLQ has it:
-a replayed copy claims it anew). A record that is gone (Redis lost it) is claimable too.
+a replayed copy claims it anew), or ``failed`` (it failed for good and the DLQ has not
+taken it yet: the poller parks it, or leaves its message to the queue's redrive). A
+record that is gone (Redis lost it) is claimable too.
+
+A ``queued`` record may carry a lease, ``lease = "<token>:<expiry ms>"`` (Redis server
+time), written by the worker process that took its task from the broker and renewed while
+that process lives; ``takes`` counts the takes and ``redispatches`` the poller's
+re-dispatches of a task that was lost (design.md section 3.6).
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ EVENT_DONE = """
 local function event_done(ekey, now, ttl, how, hash, qindex, dedup_key)
   redis.call('HSET', ekey, 'state', 'done', 'at', now, 'how', how)
   if hash ~= '' then redis.call('HSET', ekey, 'hash', hash) end
-  redis.call('HDEL', ekey, 'body')
+  redis.call('HDEL', ekey, 'body', 'lease', 'why')
   redis.call('EXPIRE', ekey, ttl)
   if dedup_key ~= '' then redis.call('ZREM', qindex, dedup_key) end
 end
@@ -39,6 +46,7 @@ for i = 1, #KEYS, 2 do
     if found[2] and found[2] ~= hash then out[#out + 1] = 'conflict'
     elseif found[1] == 'claimed' then out[#out + 1] = 'inflight'
     elseif found[1] == 'queued' then out[#out + 1] = 'queued'
+    elseif found[1] == 'failed' then out[#out + 1] = 'failed'
     else out[#out + 1] = 'done' end
   else
     local pushed = redis.call('HMGET', dkey, 'rank', 'state')
@@ -48,6 +56,7 @@ for i = 1, #KEYS, 2 do
       out[#out + 1] = 'no_news'
     else
       redis.call('HSET', ekey, 'state', 'claimed', 'hash', hash, 'at', now)
+      redis.call('HDEL', ekey, 'lease', 'how', 'why')
       redis.call('EXPIRE', ekey, claim_ttl)
       out[#out + 1] = 'new'
     end
@@ -95,17 +104,136 @@ return 1
 """
 )
 
-# KEYS: event key, queued index; ARGV: now, ttl, dedup key, reason kind.
+# The DLQ took the event's message: the poller deletes it, a replayed copy claims it anew.
 PARK = """
-redis.call('HSET', KEYS[1], 'state', 'parked', 'at', ARGV[1], 'how', ARGV[4])
-redis.call('HDEL', KEYS[1], 'body')
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-redis.call('ZREM', KEYS[2], ARGV[3])
+-- KEYS: event record, queued index
+-- ARGV: now, ttl (s), dedup key, dead-letter kind
+local event_key, queued_index = KEYS[1], KEYS[2]
+local now, ttl, dedup_key, kind = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+redis.call('HSET', event_key, 'state', 'parked', 'at', now, 'how', kind)
+redis.call('HDEL', event_key, 'body', 'lease', 'why')
+redis.call('EXPIRE', event_key, ttl)
+redis.call('ZREM', queued_index, dedup_key)
 return 1
 """
 
-# KEYS: event keys. The state of each ('' when the record is gone): the poller's settling
-# read, one round trip for everything it holds.
+# Failed for good, not (yet) in the DLQ: the worker had no DLQ, or the DLQ would not take
+# it. The body stays, so that the poller (which holds the message) can park it itself.
+FAIL = """
+-- KEYS: event record, queued index
+-- ARGV: now, ttl (s), dedup key, dead-letter kind, reason (one line)
+local event_key, queued_index = KEYS[1], KEYS[2]
+local now, ttl, dedup_key, kind, reason = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local state = redis.call('HGET', event_key, 'state')
+if state == 'done' or state == 'parked' then return 0 end
+redis.call('HSET', event_key, 'state', 'failed', 'at', now, 'how', kind, 'why', reason)
+redis.call('HDEL', event_key, 'lease')
+redis.call('EXPIRE', event_key, ttl)
+redis.call('ZREM', queued_index, dedup_key)
+return 1
+"""
+
+# Milliseconds of Redis server time: leases are judged on one clock, whatever the hosts'.
+SERVER_MS = """
+local function server_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"""
+
+# What the poller's settling tick needs of every event it holds, in one round trip.
+VIEWS = (
+    SERVER_MS
+    + """
+-- KEYS: event records
+-- Reply per record: {state ('' when gone), lease ('', 'live' or 'dead'), takes,
+--                    redispatches, kind, reason} (kind and reason of a `failed` record)
+local now = server_ms()
+local out = {}
+for i, event_key in ipairs(KEYS) do
+  local f = redis.call('HMGET', event_key, 'state', 'lease', 'takes', 'redispatches', 'how', 'why')
+  local lease = ''
+  if f[2] then
+    local expiry = tonumber(string.match(f[2], ':(%d+)$') or '0')
+    if expiry > now then lease = 'live' else lease = 'dead' end
+  end
+  local kind, reason = '', ''
+  if f[1] == 'failed' then kind, reason = f[5] or '', f[6] or '' end
+  out[i] = {f[1] or '', lease, f[3] or '0', f[4] or '0', kind, reason}
+end
+return out
+"""
+)
+
+# The poller takes back a `queued` event whose task is gone, so that exactly one poller
+# dispatches it again: its lease expired ('dead'), or it has none and nobody took it since
+# the poller first saw it so ('none', with the takes then seen).
+RECLAIM = (
+    SERVER_MS
+    + """
+-- KEYS: event records
+-- ARGV: most re-dispatches, then per record: mode ('dead' or 'none'), takes seen
+-- Reply per record: 'ok' (dispatch it again), 'exhausted' (re-dispatched too often:
+-- park it) or 'no' (not an orphan any more)
+local most = tonumber(ARGV[1])
+local now = server_ms()
+local out = {}
+for i, event_key in ipairs(KEYS) do
+  local mode, takes_seen = ARGV[2 * i], ARGV[2 * i + 1]
+  local f = redis.call('HMGET', event_key, 'state', 'lease', 'takes')
+  local orphan = false
+  if f[1] == 'queued' then
+    if mode == 'dead' and f[2] then
+      orphan = tonumber(string.match(f[2], ':(%d+)$') or '0') <= now
+    elseif mode == 'none' and not f[2] then
+      orphan = (f[3] or '0') == takes_seen
+    end
+  end
+  if not orphan then out[i] = 'no'
+  else
+    redis.call('HDEL', event_key, 'lease')
+    if redis.call('HINCRBY', event_key, 'redispatches', 1) > most then out[i] = 'exhausted'
+    else out[i] = 'ok' end
+  end
+end
+return out
+"""
+)
+
+# A worker process's round for the event leases it holds: take the new ones, renew the
+# rest, release those whose task went back to the broker (a retry) or was revoked.
+LEASES = (
+    SERVER_MS
+    + """
+-- KEYS: event records
+-- ARGV: lease ttl (ms), then per record: op ('take', 'renew' or 'release'), token
+-- Reply per record: 1 while the lease is the caller's, else 0 (another took the task, or
+-- the event is finished). A take writes over another's lease: the latest taker owns it.
+local ttl = tonumber(ARGV[1])
+local now = server_ms()
+local out = {}
+for i, event_key in ipairs(KEYS) do
+  local op, token = ARGV[2 * i], ARGV[2 * i + 1]
+  local f = redis.call('HMGET', event_key, 'state', 'lease')
+  local open = f[1] == 'queued' or f[1] == 'claimed'
+  local mine = f[2] ~= false and string.sub(f[2], 1, #token + 1) == token .. ':'
+  out[i] = 0
+  if op == 'take' and open then
+    redis.call('HSET', event_key, 'lease', token .. ':' .. (now + ttl))
+    redis.call('HINCRBY', event_key, 'takes', 1)
+    out[i] = 1
+  elseif op == 'renew' and open and mine then
+    redis.call('HSET', event_key, 'lease', token .. ':' .. (now + ttl))
+    out[i] = 1
+  elseif op == 'release' and mine then
+    redis.call('HDEL', event_key, 'lease')
+  end
+end
+return out
+"""
+)
+
+# The state of each event ('' when the record is gone), in one round trip.
 STATES = """
 local out = {}
 for i = 1, #KEYS do out[i] = redis.call('HGET', KEYS[i], 'state') or '' end

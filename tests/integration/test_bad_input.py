@@ -34,7 +34,8 @@ from tasks.events.samples import build_event, to_body
 from tasks.runtime import make_ledger
 from tasks.sqs.dlq import DeadLetters
 from tests.integration.workers import finish_queued
-from worker.poller.loop import Poller, PollerConfig
+from worker.poller.config import PollerConfig
+from worker.poller.loop import Poller
 
 CORPUS = Path(__file__).parents[1] / "data" / "malformed"
 #: EventBridge's event size limit (contract); deliberately not tasks.events.envelope's constant

@@ -24,7 +24,8 @@ from tasks.keys import DeliveryRef, Keys
 from tasks.runtime import make_ledger
 from tasks.sqs.dlq import DeadLetters
 from tests.integration.workers import finish_queued
-from worker.poller.loop import Poller, PollerConfig
+from worker.poller.config import PollerConfig
+from worker.poller.loop import Poller
 from worker.poller.runner import dependency_probe, queue_depth_probe
 
 CLOSED_PORT_URL = "redis://127.0.0.1:1/0"

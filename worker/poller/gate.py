@@ -27,6 +27,8 @@ class IntakeGate:
         max_queue_depth: int,
         max_held: int,
         held: Callable[[], int],
+        max_held_bytes: int,
+        held_bytes: Callable[[], int],
         queue_depth: Callable[[], int] | None,
         probe: Callable[[], bool] | None,
         clock: Callable[[], float],
@@ -35,6 +37,7 @@ class IntakeGate:
         self._error_backoff, self._max_backoff = error_backoff, max_backoff
         self._outage_log_interval = outage_log_interval
         self._max_queue_depth, self._max_held, self._held = max_queue_depth, max_held, held
+        self._max_held_bytes, self._held_bytes = max_held_bytes, held_bytes
         self._queue_depth, self._probe, self._clock = queue_depth, probe, clock
         self._last_outage_log = 0.0
         self._in_outage = False
@@ -43,7 +46,7 @@ class IntakeGate:
 
     def ready(self, stop: threading.Event) -> bool:
         """False (after waiting a little) while paused: an outage, backpressure, or as
-        many messages held as this poller may hold."""
+        many messages (or body bytes) held as this poller may hold."""
         if self._paused_until > self._clock():
             stop.wait(min(1.0, self._paused_until - self._clock()))
             return False
@@ -51,7 +54,8 @@ class IntakeGate:
             self._pause()
             return False
         self._in_outage = False
-        if self._held() >= self._max_held or self._backpressure():
+        full = self._held() >= self._max_held or self._held_bytes() >= self._max_held_bytes
+        if full or self._backpressure():
             self.metrics.paused.inc()
             stop.wait(1.0)
             return False

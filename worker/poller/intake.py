@@ -37,6 +37,7 @@ class Candidate:
     receipt: str
     request: ClaimRequest
     body: str
+    message_id: str
 
 
 @dataclass
@@ -88,7 +89,7 @@ class Intake:
         if isinstance(parsed, Envelope):
             self._unsupported(receipt, body, parsed, verdicts)
             return None
-        return Candidate(receipt, claim_request(parsed), body)
+        return Candidate(receipt, claim_request(parsed), body, message.get("MessageId", receipt))
 
     def _unsupported(self, receipt: str, body: str, envelope: Envelope, verdicts: Verdicts) -> None:
         self._metrics.unsupported.labels(metric_label(envelope.detail_type)).inc()
@@ -149,6 +150,9 @@ class Intake:
             # settles. Another poller may hold a copy too; each deletes its own.
             self._metrics.inflight.inc()
             verdicts.hold.append(candidate)
+        elif answer is Claim.FAILED:
+            # Failed for good, not in the DLQ: the settling tick parks it or lets it go.
+            verdicts.hold.append(candidate)
         else:
             log.error("event_id_conflict", event_key=key)
             reason = "same event id arrived earlier with a different payload"
@@ -157,32 +161,49 @@ class Intake:
             )
 
     def _another_copy_held(self, candidate: Candidate) -> bool:
+        """Another SQS message (another MessageId) of the same event is held here."""
         return any(
-            h.receipt != candidate.receipt
+            h.message_id != candidate.message_id
             for h in self._held.with_keys([candidate.request.dedup_key])
         )
 
     def _dispatch(self, fresh: list[Candidate], verdicts: Verdicts, *, again: bool) -> None:
-        events = [QueuedEvent(c.request.dedup_key, c.body) for c in fresh]
-        confirmed = self._dispatcher.publish(events)
-        sent = [c for c, ok in zip(fresh, confirmed, strict=True) if ok]
-        failed = [c for c, ok in zip(fresh, confirmed, strict=True) if not ok]
+        sent, failed = self._publish(fresh)
         if failed:
-            self.broker_failed = True
             self._ledger.release_claims([c.request.dedup_key for c in failed])
             verdicts.release.extend(c.receipt for c in failed)
+        verdicts.hold.extend(sent)
+        if again:
+            self._metrics.redispatched.labels("record_lost").inc(len(sent))
+            if sent:
+                log.warning("ledger_record_lost_redispatched", count=len(sent))
+        else:
+            self._metrics.dispatched.inc(len(sent))
+
+    def redispatch(self, orphans: list[Candidate], why: str) -> list[Candidate]:
+        """Publish again events taken back from a lost task (``Ledger.reclaim``); returns
+        those whose publish was confirmed. The rest stay `queued` and held: a later tick
+        finds them again."""
+        sent, _ = self._publish(orphans)
+        self._metrics.redispatched.labels(why).inc(len(sent))
+        if sent:
+            log.warning("lost_task_redispatched", why=why, count=len(sent))
+        return sent
+
+    def _publish(self, candidates: list[Candidate]) -> tuple[list[Candidate], list[Candidate]]:
+        """Publish one task per candidate and mark the confirmed ones `queued`."""
+        events = [QueuedEvent(c.request.dedup_key, c.body) for c in candidates]
+        confirmed = self._dispatcher.publish(events)
+        sent = [c for c, ok in zip(candidates, confirmed, strict=True) if ok]
+        failed = [c for c, ok in zip(candidates, confirmed, strict=True) if not ok]
+        if failed:
+            self.broker_failed = True
         # A claim that lapsed before this (publish slower than the claim TTL) is not
         # marked; the message is held all the same, and settles or is claimed again.
         moved = self._ledger.mark_queued([QueuedEvent(c.request.dedup_key, c.body) for c in sent])
         if moved < len(sent):
             log.warning("queued_marks_missing", published=len(sent), marked=moved)
-        verdicts.hold.extend(sent)
-        if again:
-            self._metrics.redispatched.inc(len(sent))
-            if sent:
-                log.warning("ledger_record_lost_redispatched", count=len(sent))
-        else:
-            self._metrics.dispatched.inc(len(sent))
+        return sent, failed
 
     def _follow(
         self, followers: list[Candidate], leaders: dict[str, Candidate], verdicts: Verdicts

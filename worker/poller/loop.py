@@ -2,10 +2,15 @@
 until its event is settled (design.md section 3.1).
 
 SQS stays the source of truth until the OMS has the fact: a message is deleted only when
-its event is `done`, when it is a copy of an event this poller holds another copy of, or
-when it is parked in the DLQ. Until then it is held, its visibility extended in batches.
-Held messages whose ledger record vanished (Redis lost it) are claimed and dispatched
-again. Anything not handed off stays in SQS and comes back.
+its event is `done`, when it is a copy of an event this poller holds another copy of (by
+MessageId), or when it is parked in the DLQ. Until then it is held, its visibility
+extended in batches. Each settling tick asks of every held event whether it is settled,
+worked on by a live task, or orphaned (worker/poller/settle.py), and dispatches the
+orphans again. Anything not handed off stays in SQS and comes back.
+
+SQS calls on this thread (delete, extend, release, park) go through a client with short
+timeouts and one retry (config.clients.SQS_CONTROL_WORST_SECONDS), so that a stalled SQS
+cannot hold the loop past the extension margin; the long poll runs on its own thread.
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import structlog
@@ -22,13 +26,16 @@ import structlog
 from tasks.dispatch import Dispatcher
 from tasks.errors import LedgerUnavailable
 from tasks.ledger.events import Ledger
+from tasks.ledger.runs import JobRuns
 from tasks.sqs.dlq import DeadLetters, Parcel
 from tasks.sqs.queue import AWS_ERRORS, SqsQueue
+from worker.poller.config import PollerConfig
 from worker.poller.deletes import PendingDeletes
 from worker.poller.gate import IntakeGate
 from worker.poller.held import Held, HeldMessages
-from worker.poller.intake import Candidate, Intake, Verdicts
+from worker.poller.intake import Intake, Verdicts
 from worker.poller.metrics import PollerMetrics, Totals
+from worker.poller.settle import Settler
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -45,32 +52,6 @@ SETTLE_FLOOR = 0.02
 IDLE_WAIT = 0.1
 
 
-@dataclass(frozen=True, slots=True)
-class PollerConfig:
-    queue_url: str
-    wait_seconds: int = 20
-    visibility_timeout: int = 60
-    park_unsupported: bool = False
-    max_queue_depth: int = 0
-    #: the most messages one poller holds unsettled; intake pauses at this mark
-    max_held: int = 5000
-    #: seconds between settling ticks (one Redis round trip for everything held)
-    settle_interval: float = 1.0
-    #: seconds to wait after a failed receive or an unreachable Redis
-    error_backoff: float = 2.0
-    #: longest pause between probes of an unreachable Redis or broker
-    max_backoff: float = 30.0
-    #: seconds between repeated "Redis is down" log lines
-    outage_log_interval: float = 30.0
-    #: how long a stopping poller waits past its long poll for the receive to come back
-    shutdown_grace: float = 5.0
-
-    @property
-    def extend_margin(self) -> float:
-        """Extend a held message's visibility when this little of it is left."""
-        return max(self.visibility_timeout / 3, 3 * self.settle_interval)
-
-
 class Poller:
     def __init__(
         self,
@@ -84,10 +65,14 @@ class Poller:
         queue_depth: Callable[[], int] | None = None,
         probe: Callable[[], bool] | None = None,
         clock: Callable[[], float] = time.time,
+        control_sqs: SQSClient | None = None,
+        job_runs: JobRuns | None = None,
     ) -> None:
         self._ledger, self._dlq, self._cfg = ledger, dead_letters, config
         self.metrics = metrics or PollerMetrics()
-        self._queue = SqsQueue(sqs, config.queue_url, count=self._count_sqs)
+        # the long poll on its own client; the loop's own calls on one with short timeouts
+        self._receiver = SqsQueue(sqs, config.queue_url, count=self._count_sqs)
+        self._queue = SqsQueue(control_sqs or sqs, config.queue_url, count=self._count_sqs)
         self.held = HeldMessages()
         self._intake = Intake(
             ledger,
@@ -106,6 +91,8 @@ class Poller:
             max_queue_depth=config.max_queue_depth,
             max_held=config.max_held,
             held=lambda: len(self.held),
+            max_held_bytes=config.max_held_bytes,
+            held_bytes=lambda: self.held.bytes,
             queue_depth=queue_depth,
             probe=probe,
             clock=clock,
@@ -117,6 +104,22 @@ class Poller:
         self.failed = False
         self._deletes = PendingDeletes(self._queue.delete, clock=clock)
         self._last_batch_at = 0.0
+        self._settler = Settler(
+            held=self.held,
+            ledger=ledger,
+            intake=self._intake,
+            gate=self._gate,
+            metrics=self.metrics,
+            queue=self._queue,
+            config=config,
+            dlq_configured=dead_letters.configured,
+            delete=self._delete,
+            park=self._park,
+            apply=self._apply,
+            queue_depth=queue_depth,
+            job_runs=job_runs,
+            clock=clock,
+        )
 
     @property
     def totals(self) -> Totals:
@@ -174,9 +177,9 @@ class Poller:
             log.warning("receive_in_flight_at_exit", waited=self._cfg.wait_seconds)
         self._settle(final=True)
         self._flush_deletes(force=True)
-        unsettled = [h.receipt for h in self.held.all()]
-        self.held.drop(unsettled)
-        self.handback(unsettled)
+        unsettled = self.held.all()
+        self.held.drop(h.message_id for h in unsettled)
+        self.handback([h.receipt for h in unsettled])
         self.metrics.held.set(0)
 
     def _receive_loop(
@@ -232,7 +235,7 @@ class Poller:
         self.metrics.received.inc(len(messages))
         self.metrics.batch_size.observe(len(messages))
         verdicts, candidates = Verdicts(), []
-        for message in messages:
+        for message in self._new_receipts_of_held(messages):
             candidate = self._intake.sort(message, verdicts)
             if candidate is not None:
                 candidates.append(candidate)
@@ -245,6 +248,24 @@ class Poller:
             verdicts = verdicts.merged(taken)
         self._apply(verdicts)
 
+    def _new_receipts_of_held(self, messages: list[MessageTypeDef]) -> list[MessageTypeDef]:
+        """The messages not held already. A held message received again (SQS delivers at
+        least once; or its visibility lapsed) keeps being held under its new receipt, the
+        only one SQS still honours: deleting it would delete the event's only copy."""
+        fresh: list[MessageTypeDef] = []
+        now = self._clock()
+        for message in messages:
+            message_id = message.get("MessageId", "")
+            vis = self._cfg.visibility_timeout
+            if message_id and self.held.received_again(
+                message_id, message["ReceiptHandle"], now, vis
+            ):
+                self.metrics.received_again.inc()
+                log.warning("held_message_received_again", message_id=message_id)
+            else:
+                fresh.append(message)
+        return fresh
+
     def _apply(self, verdicts: Verdicts) -> None:
         if self._intake.broker_failed:
             self._intake.broker_failed = False
@@ -255,11 +276,13 @@ class Poller:
         for candidate in verdicts.hold:
             self.held.add(
                 Held(
+                    candidate.message_id,
                     candidate.receipt,
                     candidate.request,
                     candidate.body,
                     visible_at=now + self._cfg.visibility_timeout,
                     received_at=now,
+                    dispatched_at=now,
                 )
             )
         self.metrics.held.set(len(self.held))
@@ -268,6 +291,10 @@ class Poller:
         self.handback(verdicts.release)
 
     # --- settling what is held --------------------------------------------------------
+    def _settle(self, *, final: bool = False) -> None:
+        self._last_settle = self._clock()
+        self._settler.tick(final=final)
+
     def _settle_if_due(self) -> None:
         # A tick costs Redis work in proportion to what is held: few held, tick often (a
         # settled message leaves SQS soon); many, up to ``settle_interval`` apart.
@@ -275,75 +302,10 @@ class Poller:
         if self.held and self._clock() - self._last_settle >= interval:
             self._settle()
 
-    def _settle(self, *, final: bool = False) -> None:
-        """One tick: read every held event's state in one round trip; delete the settled
-        messages, claim again those whose record vanished, extend the visibility of the
-        rest before it runs out. On the ``final`` tick nothing is dispatched."""
-        self._last_settle = self._clock()
-        if not self.held:
-            return
-        keys = self.held.dedup_keys()
-        try:
-            states = dict(zip(keys, self._ledger.states(keys), strict=True))
-        except LedgerUnavailable as exc:
-            self._gate.outage("redis", str(exc))
-            states = {}
-        settled = [h for h in self.held.all() if states.get(h.request.dedup_key) in _SETTLED]
-        if not self._dlq.configured:
-            # parked without a DLQ: let it come back after its visibility timeout, so that
-            # the queue's own redrive policy applies
-            let_go = [h for h in settled if states[h.request.dedup_key] == "parked"]
-            self.held.drop(h.receipt for h in let_go)
-            settled = [h for h in settled if h not in let_go]
-        self.held.drop(h.receipt for h in settled)
-        self._delete([h.receipt for h in settled])
-        for how in (states[h.request.dedup_key] for h in settled):
-            self.metrics.settled.labels(how).inc()
-        lost = [
-            h
-            for h in self.held.all()
-            if h.request.dedup_key in states and not states[h.request.dedup_key]
-        ]
-        if lost and not final:
-            self._claim_again(lost)
-        self._extend()
-        self.metrics.held.set(len(self.held))
-
-    def _claim_again(self, lost: list[Held]) -> None:
-        candidates = [Candidate(h.receipt, h.request, h.body) for h in lost]
-        try:
-            verdicts = self._intake.take(candidates, again=True)
-        except LedgerUnavailable as exc:
-            self._gate.outage("redis", str(exc))
-            return
-        # held already: only what no longer belongs in the table leaves it
-        self.held.drop(verdicts.delete + verdicts.release + [r for r, _ in verdicts.park])
-        verdicts.hold = []
-        self._apply(verdicts)
-
-    def _extend(self) -> None:
-        now = self._clock()
-        extend, let_go = self.held.due(now, self._cfg.extend_margin, self._cfg.visibility_timeout)
-        if let_go:
-            # SQS's 12-hour cap: it comes back as a new receipt and is held again
-            self.held.drop(h.receipt for h in let_go)
-            log.info("held_past_the_in_flight_cap_let_go", count=len(let_go))
-        if not extend:
-            return
-        failed = set(self._queue.extend([h.receipt for h in extend], self._cfg.visibility_timeout))
-        self.held.extended(
-            [h for h in extend if h.receipt not in failed], now + self._cfg.visibility_timeout
-        )
-        if failed:
-            # a receipt SQS refuses is stale (the message came back): it is held anew
-            # when received again
-            self.metrics.errors.labels("extend").inc()
-            self.held.drop(failed)
-
     # --- SQS --------------------------------------------------------------------------
     def _receive(self, stop: threading.Event) -> list[MessageTypeDef] | None:
         try:
-            messages = self._queue.receive(
+            messages = self._receiver.receive(
                 wait_seconds=self._cfg.wait_seconds,
                 visibility_timeout=self._cfg.visibility_timeout,
             )
@@ -388,6 +350,3 @@ class Poller:
     def _count_sqs(self, action: str, requests: int = 1) -> None:
         self.sqs_requests += requests
         self.metrics.sqs_requests.labels(action).inc(requests)
-
-
-_SETTLED = frozenset({"done", "parked"})

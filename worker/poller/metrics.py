@@ -95,7 +95,32 @@ class PollerMetrics:
         )
         self.redispatched = Counter(
             "bwp_events_redispatched",
-            "Held events dispatched again because their ledger record vanished",
+            "Held events dispatched again: their ledger record vanished (record_lost), the "
+            "worker holding their task died (task_lost), or no worker ever took it "
+            "(never_taken)",
+            ["why"],
+            registry=r,
+        )
+        self.lapses = Counter(
+            "bwp_visibility_lapses",
+            "Held messages whose visibility ran out before the poller extended it",
+            registry=r,
+        )
+        self.received_again = Counter(
+            "bwp_held_received_again",
+            "Held messages SQS delivered again (same MessageId, new receipt)",
+            registry=r,
+        )
+        self.park_failures = Counter(
+            "bwp_park_failures",
+            "Messages the DLQ did not take: left to the queue's redrive policy",
+            ["kind"],
+            registry=r,
+        )
+        self.job_last_run = Gauge(
+            "bwp_scheduled_job_last_run_timestamp_seconds",
+            "Unix time a scheduled job (sweep, reconcile) last ran to its end, as Redis says",
+            ["job"],
             registry=r,
         )
         self.handed_back = Counter(
@@ -132,7 +157,7 @@ class PollerMetrics:
         return Totals(
             received=count("bwp_messages_received_total"),
             dispatched=count("bwp_events_dispatched_total"),
-            redispatched=count("bwp_events_redispatched_total"),
+            redispatched=sum(by_label("bwp_events_redispatched_total", "why").values()),
             duplicates=count("bwp_duplicates_total"),
             no_news=count("bwp_twins_absorbed_total"),
             parked=sum(kinds.values()),

@@ -15,9 +15,12 @@ from config.secrets import Redactor
 from config.settings import Settings
 from tasks.celery import celery_queue_key, make_app
 from tasks.dispatch import Dispatcher
+from tasks.keys import Keys
+from tasks.ledger.runs import JobRuns
 from tasks.runtime import make_ledger
 from tasks.sqs.dlq import DeadLetters
-from worker.poller.loop import Poller, PollerConfig
+from worker.poller.config import PollerConfig
+from worker.poller.loop import Poller
 from worker.poller.metrics import MetricsServer, Totals, heartbeat_fresh
 
 log = structlog.get_logger("bwp.poller")
@@ -56,6 +59,7 @@ def build_poller(settings: Settings) -> tuple[Poller, redis.Redis]:
     settings.require_for("poll")
     assert settings.sqs_queue_url is not None
     sqs = make_sqs(settings)
+    control = make_sqs(settings, control=True)
     client = make_redis(settings.redis_url)
     config = PollerConfig(
         queue_url=settings.sqs_queue_url,
@@ -65,16 +69,26 @@ def build_poller(settings: Settings) -> tuple[Poller, redis.Redis]:
         max_queue_depth=settings.max_queue_depth,
         shutdown_grace=settings.shutdown_grace_seconds,
         max_held=settings.max_held_messages,
+        max_held_bytes=settings.max_held_bytes,
         settle_interval=settings.settle_interval_seconds,
+        orphan_grace=settings.orphan_grace_seconds,
+        max_redispatches=settings.max_redispatches,
     )
     poller = Poller(
         sqs,
         make_ledger(client, settings),
         Dispatcher.for_settings(make_app(settings), settings),
-        DeadLetters(sqs, settings.sqs_dlq_url, Redactor(settings.secrets()).scrub_text),
+        DeadLetters(
+            control,
+            settings.sqs_dlq_url,
+            Redactor(settings.secrets()).scrub_text,
+            max_bytes=settings.sqs_dlq_max_message_bytes,
+        ),
         config,
         queue_depth=queue_depth_probe(settings),
         probe=dependency_probe(client, settings),
+        control_sqs=control,
+        job_runs=JobRuns(client, Keys(settings.redis_key_prefix)),
     )
     return poller, client
 
