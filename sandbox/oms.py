@@ -9,8 +9,9 @@ HTTP paths (``build_app``):
   ``body.idempotencyKey`` (422), key already applied (409); else applied (200).
 - ``GET /_oms/received``, ``GET /_oms/attempts``, ``GET /_oms/latest`` (keyed
   ``"<orderId>/<deliveryId>"``); ``POST /_oms/faults`` ``{"count", "status",
-  "retry_after"}``; ``POST /_oms/down`` ``{"down"}``; ``POST /_oms/latency``
-  ``{"seconds"}``; ``POST /_oms/reset``.
+  "retry_after", "body"}`` (``body``: the raw text the failure answers with);
+  ``POST /_oms/down`` ``{"down"}``; ``POST /_oms/latency`` ``{"seconds"}``;
+  ``POST /_oms/reset``.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ class _State:
     attempts: list[Attempt] = field(default_factory=list)
     applied: set[str] = field(default_factory=set)
     keys_seen: Counter[str] = field(default_factory=Counter)
-    failures: deque[tuple[int, float | None]] = field(default_factory=deque)
+    failures: deque[tuple[int, float | None, str | None]] = field(default_factory=deque)
     down: bool = False
     latency: float = 0.0
     #: state -> seconds: the first push of each delivery in that state is held that long
@@ -155,9 +156,17 @@ class SandboxOms:
         with self._lock:
             return {(p.body["orderId"], p.body["deliveryId"]): p.body for p in self._s.received}
 
-    def fail_next(self, count: int, status: int = 503, retry_after: float | None = None) -> None:
+    def fail_next(
+        self,
+        count: int,
+        status: int = 503,
+        retry_after: float | None = None,
+        body: str | None = None,
+    ) -> None:
+        """Answer the next ``count`` pushes with ``status`` (and ``body``, raw, when given:
+        an OMS may answer anything, control characters included)."""
         with self._lock:
-            self._s.failures.extend([(status, retry_after)] * count)
+            self._s.failures.extend([(status, retry_after, body)] * count)
 
     def set_down(self, down: bool) -> None:
         with self._lock:
@@ -192,13 +201,13 @@ class SandboxOms:
         with self._lock:
             return self._s.latency
 
-    def _forced_failure(self) -> tuple[int, str, float | None] | None:
+    def _forced_failure(self) -> tuple[int, str, float | None, str | None] | None:
         with self._lock:
             if self._s.down:
-                return 503, "down", None
+                return 503, "down", None, None
             if self._s.failures:
-                status, retry_after = self._s.failures.popleft()
-                return status, "injected failure", retry_after
+                status, retry_after, body = self._s.failures.popleft()
+                return status, "injected failure", retry_after, body
             return None
 
     def _reject_reason(self, headers: dict[str, str], raw: bytes) -> tuple[int, str] | None:
@@ -236,8 +245,9 @@ class SandboxOms:
         now, wall = time.monotonic(), time.time()
         retry_after: float | None = None
         body: dict[str, Any] | None = None
+        raw_reply: str | None = None
         if (forced := self._forced_failure()) is not None:
-            status, detail, retry_after = forced
+            status, detail, retry_after, raw_reply = forced
         else:
             status, detail, body = self._decide(headers, raw)
         kept = {k: v for k, v in headers.items() if k in _KEPT_HEADERS}
@@ -252,7 +262,7 @@ class SandboxOms:
                     self._s.received.append(Push(kept, body, now, wall))
             text = raw.decode(errors="replace")
             self._s.attempts.append(Attempt(status, kept, text, detail, now, wall))
-        return Reply(status, detail, retry_after)
+        return Reply(status, detail, retry_after, raw_reply)
 
 
 @dataclass(frozen=True)
@@ -260,6 +270,8 @@ class Reply:
     status: int
     detail: str
     retry_after: float | None = None
+    #: answered as is instead of the JSON status document
+    raw: str | None = None
 
 
 def _delivery_endpoint(oms: SandboxOms) -> Any:
@@ -274,6 +286,8 @@ def _delivery_endpoint(oms: SandboxOms) -> Any:
         extra = {}
         if reply.retry_after is not None:
             extra["Retry-After"] = str(math.ceil(reply.retry_after))
+        if reply.raw is not None:
+            return Response(reply.raw, reply.status, headers=extra, media_type="text/plain")
         body = {"status": reply.status, "detail": reply.detail}
         return JSONResponse(body, reply.status, headers=extra)
 
@@ -293,7 +307,7 @@ def _admin_routes(oms: SandboxOms) -> list[Route]:
     async def faults(request: Request) -> Response:
         body = await request.json()
         count, status = int(body.get("count", 1)), int(body.get("status", 503))
-        oms.fail_next(count, status, body.get("retry_after"))
+        oms.fail_next(count, status, body.get("retry_after"), body.get("body"))
         return Response(status_code=204)
 
     async def down(request: Request) -> Response:

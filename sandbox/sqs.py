@@ -2,28 +2,79 @@
 
 moto keeps its state per process, not per server: two servers started in one process
 see the same queues, so tests give their queues unique names.
+
+Two of SQS's checks that moto leaves out are added (``_enforce_aws_checks``), since the
+worker must live with them: a message attribute value may hold only the characters SQS
+accepts, and a message's body and attributes together must fit the queue's
+MaximumMessageSize (moto counts the body alone).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import re
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from moto.server import ThreadedMotoServer
+from moto.sqs.exceptions import InvalidParameterValue
+from moto.sqs.models import SQSBackend
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 REGION = "us-east-1"
 
+#: characters SQS refuses in a message or an attribute value
+_REFUSED = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _size(body: str, attributes: dict[str, Any]) -> int:
+    size = len(body.encode())
+    for name, value in attributes.items():
+        size += len(name.encode()) + len(str(value.get("DataType", "")).encode())
+        size += len(str(value.get("StringValue", "") or "").encode())
+        binary = value.get("BinaryValue") or b""
+        size += len(binary) if isinstance(binary, bytes) else len(str(binary))
+    return size
+
+
+def _enforce_aws_checks() -> None:
+    """Wrap moto's ``send_message`` (single and batch) with SQS's own refusals."""
+    original = SQSBackend.send_message
+    if getattr(original, "_bwp_checked", False):
+        return
+
+    @functools.wraps(original)
+    def send_message(
+        self: SQSBackend, queue_name: str, message_body: str, *args: Any, **kwargs: Any
+    ) -> Any:
+        attributes = kwargs.get("message_attributes") or {}
+        for name, value in attributes.items():
+            if _REFUSED.search(str(value.get("StringValue", "") or "")):
+                raise InvalidParameterValue(
+                    f"Message (user) attribute '{name}' value contains invalid characters."
+                )
+        limit = int(self.get_queue(queue_name).maximum_message_size)  # type: ignore[attr-defined]
+        if _size(message_body, attributes) > limit:
+            raise InvalidParameterValue(
+                "One or more parameters are invalid. Reason: Message must be shorter than "
+                f"{limit} bytes."
+            )
+        return original(self, queue_name, message_body, *args, **kwargs)
+
+    send_message._bwp_checked = True  # type: ignore[attr-defined]
+    SQSBackend.send_message = send_message  # type: ignore[method-assign]
+
 
 class SqsServer:
     """A running moto server: ``url`` to reach it, ``stop()`` to end it."""
 
     def __init__(self) -> None:
+        _enforce_aws_checks()
         # werkzeug logs every request at INFO: a line per SQS call, and CPU for nothing.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

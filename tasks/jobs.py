@@ -7,7 +7,6 @@ from typing import Any
 
 import structlog
 from celery import Task
-from celery.exceptions import Ignore, Reject, Retry
 from celery.signals import (
     setup_logging,
     worker_init,
@@ -91,41 +90,37 @@ class LeasedRequest(Request):
     retry countdown) until it is acknowledged, the event carries this process's lease,
     so that the poller can tell a live task from one lost with a killed worker.
 
-    Acknowledged after a retry (the next attempt is in the broker) or a revoke: the lease
-    is released. After a crash of the task itself it is left to expire, and the poller
-    dispatches the event again.
+    - done (acknowledged after success): the finish already removed the lease;
+    - retried or rejected (the next attempt waits in the broker): released at once;
+    - crashed, or revoked: left to expire, and the poller dispatches the event again.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._tenancy: Tenancy | None = None
-        self._keep_lease = False
+        self._release = False
         task_args = self.args
         if isinstance(task_args, list | tuple) and len(task_args) >= 2:
             rt = runtime()
             self._tenancy = rt.keeper.take(rt.keys.event(str(task_args[1])))
 
-    def on_failure(
-        self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
-    ) -> Any:
-        exc = getattr(exc_info, "exception", None)
-        exc = getattr(exc, "exc", exc)
-        if not isinstance(exc, Retry | Reject | Ignore):
-            self._keep_lease = True  # the task crashed: let the lease die, it is re-run
-        return super().on_failure(exc_info, send_failed_event, return_ok)
+    def on_retry(self, exc_info: Any) -> Any:
+        self._release = True  # the retry is in the broker now: no longer held here
+        return super().on_retry(exc_info)
 
     def acknowledge(self) -> None:
         super().acknowledge()
         self._drop()
 
     def reject(self, requeue: bool = False) -> None:
+        self._release = True
         super().reject(requeue)
         self._drop()
 
     def _drop(self) -> None:
         tenancy, self._tenancy = self._tenancy, None
         if tenancy is not None:
-            runtime().keeper.drop(tenancy, release=not self._keep_lease)
+            runtime().keeper.drop(tenancy, release=self._release)
 
 
 def register(app: Any) -> None:

@@ -127,9 +127,10 @@ class Keeper:
         return tenancy
 
     def drop(self, tenancy: Tenancy, *, release: bool) -> None:
-        """Stop renewing ``tenancy``. ``release``: its task went back to the broker (or
-        away), so the lease is removed now; otherwise it is left to expire (a task that
-        crashed: the poller dispatches the event again once it has)."""
+        """Stop renewing ``tenancy``. ``release``: its task went back to the broker, so
+        the lease is removed now (in a round that starts at once); otherwise it is left to
+        expire (the event is done, or the task crashed: the poller then dispatches the
+        event again)."""
         with self._lock:
             self._tenancies.discard(tenancy)
             if release and tenancy.taken and not tenancy.lost:
@@ -137,7 +138,8 @@ class Keeper:
                 self._ensure_thread()
             elif release:
                 tenancy.release_after_take = True
-        # A release rides with the next round (a take or a renewal): no round trip of its own.
+        if release:
+            self._wake.set()
 
     def drop_all(self) -> None:
         """Release every lease now (a stopping worker hands its tasks back to the broker)."""
@@ -209,6 +211,7 @@ class Keeper:
         if late:
             with self._lock:
                 self._releases += late
+            self._wake.set()
 
     def _round(
         self, due: list[Hold], leases: list[tuple[Tenancy, str]]

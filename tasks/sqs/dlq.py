@@ -118,7 +118,7 @@ class DeadLetters:
         *,
         max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
-        self._sqs, self._url, self._redact = sqs, dlq_url, redact
+        self._sqs, self._url, self._redact = sqs, dlq_url or None, redact
         self._max_bytes = max_bytes
 
     @property

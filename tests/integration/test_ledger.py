@@ -3,13 +3,26 @@ atomic, none able to undo a later one."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
 import redis
 
 from tasks.keys import DeliveryRef, Keys
-from tasks.ledger.events import Claim, ClaimRequest, Ledger, QueuedEvent
+from tasks.ledger.events import (
+    Claim,
+    ClaimRequest,
+    EventState,
+    EventView,
+    Lease,
+    Ledger,
+    Orphan,
+    QueuedEvent,
+    Reclaim,
+)
+from tasks.ledger.keeper import Keeper
+from tasks.ledger.runs import JobRuns
 
 
 @pytest.fixture
@@ -147,3 +160,94 @@ def test_a_parked_event_is_claimed_anew_when_replayed(ledger: Ledger) -> None:
     ledger.mark_parked("parked", "permanent-api-error")
     assert ledger.states(["parked", "gone"]) == ["parked", None]
     assert ledger.claim([ClaimRequest("parked", "h")]) == [Claim.NEW]
+
+
+def _queued(ledger: Ledger, key: str) -> None:
+    ledger.claim([ClaimRequest(key, "h")])
+    ledger.mark_queued([QueuedEvent(key, "{}")])
+
+
+def test_a_lease_lives_while_renewed_and_dies_with_its_holder(
+    ledger: Ledger, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    # Given a worker process that took the task of a queued event
+    _queued(ledger, "leased")
+    keeper = Keeper(redis_client, 5.0, lease_ttl=1.0)
+    tenancy = keeper.take(Keys(key_prefix).event("leased"))
+    keeper.renew_now()
+    assert ledger.views(["leased"]) == [EventView(EventState.QUEUED, Lease.LIVE, takes=1)]
+    # When it stops renewing (SIGKILL) for longer than the lease
+    keeper.drop(tenancy, release=False)
+    time.sleep(1.2)
+    # Then the poller sees the lease dead, and exactly one reclaim takes it back
+    assert ledger.views(["leased"])[0].lease is Lease.DEAD
+    orphan = Orphan("leased", "dead")
+    assert ledger.reclaim([orphan], most=5) == [Reclaim.OK]
+    assert ledger.reclaim([orphan], most=5) == [Reclaim.NO]
+    assert ledger.views(["leased"]) == [
+        EventView(EventState.QUEUED, Lease.NONE, takes=1, redispatches=1)
+    ]
+
+
+def test_a_released_lease_means_back_in_the_broker_and_a_take_in_between_wins(
+    ledger: Ledger, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    _queued(ledger, "retried")
+    event_key = Keys(key_prefix).event("retried")
+    first, second = Keeper(redis_client, 5.0), Keeper(redis_client, 5.0)
+    old = first.take(event_key)
+    first.renew_now()
+    # the retry is taken by another process before the first one releases its lease
+    second.take(event_key)
+    second.renew_now()
+    first.drop(old, release=True)
+    first.renew_now()
+    # the release of a lease no longer the first one's leaves the new one alone
+    assert ledger.views(["retried"])[0] == EventView(EventState.QUEUED, Lease.LIVE, takes=2)
+    # and an unleased event is reclaimed only while nobody took it since it was seen
+    _queued(ledger, "waiting")
+    assert ledger.reclaim([Orphan("waiting", "none", takes=1)], most=5) == [Reclaim.NO]
+    assert ledger.reclaim([Orphan("waiting", "none", takes=0)], most=5) == [Reclaim.OK]
+
+
+def test_a_finished_event_has_no_lease_and_a_failed_one_keeps_its_reason(
+    ledger: Ledger, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    _queued(ledger, "done")
+    _queued(ledger, "failed")
+    keeper = Keeper(redis_client, 5.0)
+    for key in ("done", "failed"):
+        keeper.take(Keys(key_prefix).event(key))
+    keeper.renew_now()
+    ledger.complete("done", how="pushed")
+    assert ledger.mark_failed("failed", "permanent-oms-error", "OMS answered HTTP 422")
+    assert ledger.views(["done", "failed"]) == [
+        EventView(EventState.DONE, Lease.NONE, takes=1),
+        EventView(
+            EventState.FAILED,
+            Lease.NONE,
+            takes=1,
+            kind="permanent-oms-error",
+            reason="OMS answered HTTP 422",
+        ),
+    ]
+    # a failed event is not run again when its message comes back; a done one is not failed
+    assert ledger.claim([ClaimRequest("failed", "h")]) == [Claim.FAILED]
+    assert not ledger.mark_failed("done", "permanent-oms-error", "late")
+
+
+def test_the_sweep_leaves_alone_an_event_a_live_worker_holds(
+    ledger: Ledger, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    _queued(ledger, "held")
+    keeper = Keeper(redis_client, 5.0)
+    keeper.take(Keys(key_prefix).event("held"))
+    keeper.renew_now()
+    assert ledger.stale_queued(older_than=-1, limit=10) == []
+
+
+def test_scheduled_job_runs_are_recorded(redis_client: redis.Redis, key_prefix: str) -> None:
+    runs = JobRuns(redis_client, Keys(key_prefix), clock=lambda: 1234.5)
+    assert runs.last() == {}
+    runs.record("sweep")
+    assert runs.last() == {"sweep": 1234.5}

@@ -21,6 +21,7 @@ from tasks.celery import broker_prefix, make_app
 from tasks.dispatch import Dispatcher
 from tasks.events.samples import build_event, to_body
 from tasks.keys import DeliveryRef, Keys
+from tasks.ledger.runs import JobRuns
 from tasks.runtime import make_ledger
 from tasks.sqs.dlq import DeadLetters
 from tests.integration.workers import finish_queued
@@ -75,7 +76,16 @@ class Rig:
 
 
 def make_rig(
-    sqs, queues, redis_url, key_prefix, *, broker_url=None, ledger_url=None, probes=False, **cfg
+    sqs,
+    queues,
+    redis_url,
+    key_prefix,
+    *,
+    broker_url=None,
+    ledger_url=None,
+    probes=False,
+    job_runs=False,
+    **cfg,
 ) -> Rig:  # type: ignore[no-untyped-def]
     queue_url, dlq_url = queues
     settings = Settings(
@@ -106,6 +116,7 @@ def make_rig(
         # the production probes (runner.py): Redis PING and the Celery queue's LLEN
         queue_depth=queue_depth_probe(settings) if probes else None,
         probe=dependency_probe(ledger_client, settings) if probes else None,
+        job_runs=JobRuns(ledger_client, Keys(key_prefix)) if job_runs else None,
     )
     return Rig(poller, settings, queue_url, dlq_url, sqs, redis.Redis.from_url(redis_url))
 

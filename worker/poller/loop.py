@@ -155,6 +155,7 @@ class Poller:
                 self._handle_safely(messages, stop)
             self._settle_if_due()
             self._flush_deletes()
+            self._settler.read_job_runs()
             if not receiver.is_alive() and inbox.empty():
                 if not done_receiving.is_set():
                     self.failed = True

@@ -64,7 +64,6 @@ class Settler:
         vanished, dispatch again those whose task was lost, extend the visibility of the
         rest before it runs out. On the ``final`` tick nothing is dispatched."""
         now = self._clock()
-        self._read_job_runs(now)
         if not self.held:
             return
         keys = self.held.dedup_keys()
@@ -172,7 +171,9 @@ class Settler:
             self.held.drop(h.message_id for h in helds)
             log.warning("held_message_let_go", count=len(helds))
 
-    def _read_job_runs(self, now: float) -> None:
+    def read_job_runs(self) -> None:
+        """Refresh the scheduled jobs' gauge, at most every JOB_RUNS_EVERY seconds."""
+        now = self._clock()
         if self._job_runs is None or now - self._last_job_read < JOB_RUNS_EVERY:
             return
         self._last_job_read = now
