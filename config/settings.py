@@ -130,6 +130,11 @@ class Settings(BaseSettings):
     worker_task_events: bool = True
     #: the poller pauses while the Celery queue holds more than this; 0 disables
     max_queue_depth: int = Field(default=2000, ge=0)
+    #: outage-kind failures in a row (5xx, 429, timeouts, connection errors) one process
+    #: sees before it opens a dependency's circuit for every worker
+    circuit_threshold: int = Field(default=5, ge=1, le=1000)
+    #: seconds between probes of an open circuit, across the whole deployment
+    circuit_probe_interval_seconds: float = Field(default=1.0, gt=0, le=300)
     #: order-API calls per second across every worker (a Redis-backed GCRA); 0 = no limit
     api_rate_per_second: float = Field(default=20.0, ge=0)
     #: calls that may go at once before the rate applies

@@ -11,6 +11,8 @@ HTTP paths (``build_app``):
   ``x-api-target-id`` checked against the order's business product id (HTTP 200
   ``AccessDeniedError``; unknown order HTTP 200 ``ResourceNotFoundError``).
 - ``GET /_sandbox/stats``; ``POST /_sandbox/faults`` ``{"kind", "count", "retry_after"}``;
+  ``POST /_sandbox/down`` ``{"graphql": bool, "token": bool}`` (HTTP 503 from the
+  endpoint until set back: an outage, as opposed to a counted fault);
   ``POST /_sandbox/clear-faults``; ``POST /_sandbox/latency`` ``{"seconds"}``;
   ``POST /_sandbox/invalidate-tokens``; ``POST /_sandbox/orders`` ``{"orderId",
   "businessProductId", "lineItems": [{"id", "quantity", "deliveryId"}]}``;
@@ -102,6 +104,7 @@ class SandboxApi:
         self._tokens: dict[str, float] = {}
         self._faults: deque[Fault] = deque()
         self._latency = 0.0
+        self._down: set[str] = set()
         self._counts: Counter[str] = Counter()
         self._by_order: Counter[str] = Counter()
 
@@ -144,6 +147,19 @@ class SandboxApi:
     def set_latency(self, seconds: float) -> None:
         with self._lock:
             self._latency = seconds
+
+    def set_down(self, *, graphql: bool | None = None, token: bool | None = None) -> None:
+        """Answer HTTP 503 from the GraphQL and/or the token endpoint until set back."""
+        with self._lock:
+            for name, down in (("graphql", graphql), ("token", token)):
+                if down is True:
+                    self._down.add(name)
+                elif down is False:
+                    self._down.discard(name)
+
+    def is_down(self, endpoint: str) -> bool:
+        with self._lock:
+            return endpoint in self._down
 
     @property
     def latency(self) -> float:
@@ -319,6 +335,8 @@ def _checked(generation: str, query: str) -> tuple[DocumentNode, list[GraphQLErr
 def _graphql_endpoint(api: SandboxApi) -> Any:
     async def endpoint(request: Request) -> Response:
         api.count("graphql_requests")
+        if api.is_down("graphql"):
+            return _errors(503, "InternalServerError", "service unavailable")
         if latency := api.latency:
             await anyio.sleep(latency)
         prepared = await _prepare(api, request)
@@ -350,6 +368,8 @@ def _graphql_endpoint(api: SandboxApi) -> Any:
 def _token_endpoint(api: SandboxApi) -> Any:
     async def endpoint(request: Request) -> Response:
         api.count("token_requests")
+        if api.is_down("token"):
+            return JSONResponse({"error": "temporarily_unavailable"}, 503)
         form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
         if form.get("grant_type") != "client_credentials":
             return JSONResponse({"error": "unsupported_grant_type"}, 400)
@@ -430,9 +450,19 @@ def _admin_routes(api: SandboxApi) -> list[Route]:
         Route("/_sandbox/clear-faults", clear_faults, methods=["POST"]),
         Route("/_sandbox/latency", latency, methods=["POST"]),
         Route("/_sandbox/invalidate-tokens", invalidate, methods=["POST"]),
+        _down_route(api),
         Route("/_sandbox/orders", orders, methods=["POST"]),
         Route("/_sandbox/move", move, methods=["POST"]),
     ]
+
+
+def _down_route(api: SandboxApi) -> Route:
+    async def down(request: Request) -> Response:
+        body = await request.json()
+        api.set_down(graphql=body.get("graphql"), token=body.get("token"))
+        return Response(status_code=204)
+
+    return Route("/_sandbox/down", down, methods=["POST"])
 
 
 def build_app(api: SandboxApi) -> Starlette:

@@ -8,7 +8,8 @@
     │   ├── LedgerUnavailable     Redis unreachable
     │   ├── DeadLetterUnavailable the DLQ did not take a message to park
     │   ├── ApiBehindEvent        the order API does not show the event's state yet
-    │   └── DeliveryBusy          another worker holds the delivery's lock
+    │   ├── DeliveryBusy          another worker holds the delivery's lock
+    │   └── DependencyDown        a dependency's circuit is open: wait, spend no budget
     └── PermanentError            retrying cannot help: park the event
         ├── MalformedEvent        the SQS body is not a delivery event we can read
         ├── PermanentApiError     order API validation / access denied / not found for good
@@ -62,11 +63,19 @@ class DeadLetterUnavailable(RetryableError):
 
 
 class ApiBehindEvent(RetryableError):
-    """The API still shows an earlier state than the event announced (read lag).
-
-    What the API showed was pushed already; retrying a few times catches the later state.
-    When the retries run out the event is complete, not parked: nothing was lost.
+    """The API shows less than the event announced: an earlier state, or CANCELLED for a
+    DELIVERED event (or the other way round). A read lag: nothing is pushed and the event
+    stays open; retried within the event's budget, then parked (a replay finishes it).
     """
+
+
+class DependencyDown(RetryableError):
+    """A dependency's circuit is open (an outage for everyone, not this event's failure):
+    the task waits without calling it and without spending its retry budget."""
+
+    def __init__(self, dependency: str, retry_after: float) -> None:
+        super().__init__(f"{dependency} is down (circuit open)", retry_after=retry_after)
+        self.dependency = dependency
 
 
 class PermanentError(BwpError):

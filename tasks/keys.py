@@ -60,5 +60,14 @@ class Keys:
         return f"{self.prefix}jobs"
 
     @property
+    def circuits(self) -> str:
+        """Hash: each dependency's circuit (``oms``: open/closed, ``oms:opens``, ...)."""
+        return f"{self.prefix}circuits"
+
+    def circuit_probe(self, dependency: str) -> str:
+        """String: the one probe slot per probe interval of an open circuit."""
+        return f"{self.prefix}circuit-probe:{dependency}"
+
+    @property
     def api_rate(self) -> str:
         return f"{self.prefix}rate:api"

@@ -30,3 +30,15 @@ class TaskMetrics:
             ["kind"],
             registry=self.registry,
         )
+        self.circuit_openings = Counter(
+            "bwp_circuit_openings",
+            "Times this worker process opened a dependency's circuit (oms, api, token)",
+            ["dependency"],
+            registry=self.registry,
+        )
+        self.circuit_waits = Counter(
+            "bwp_circuit_waits",
+            "Task attempts sent back to wait because a dependency's circuit was open",
+            ["dependency"],
+            registry=self.registry,
+        )

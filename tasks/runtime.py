@@ -11,11 +11,13 @@ from config.clients import make_http, make_redis, make_sqs
 from config.secrets import Redactor
 from config.settings import Settings
 from tasks.delivery.sync import SyncDeps
+from tasks.http.circuit import CircuitConfig, Circuits
 from tasks.keys import Keys
 from tasks.ledger.deliveries import DeliveryStates
 from tasks.ledger.events import Ledger
 from tasks.ledger.keeper import Keeper
 from tasks.ledger.trackers import Trackers
+from tasks.metrics import TaskMetrics
 from tasks.oms.client import OmsClient
 from tasks.order_api.client import OrderApi
 from tasks.order_api.rate_limit import RateLimiter
@@ -31,6 +33,22 @@ def make_ledger(client: redis.Redis, settings: Settings) -> Ledger:
         queued_ttl=settings.queued_ttl_seconds,
         done_ttl=settings.done_ttl_seconds,
     )
+
+
+def make_circuits(
+    client: redis.Redis, settings: Settings, metrics: TaskMetrics | None = None
+) -> Circuits:
+    """The shared circuits of the OMS, the order API and the token endpoint."""
+    config = CircuitConfig(
+        threshold=settings.circuit_threshold,
+        probe_interval=settings.circuit_probe_interval_seconds,
+    )
+
+    def on_change(dependency: str, opened: bool) -> None:
+        if opened and metrics is not None:
+            metrics.circuit_openings.labels(dependency).inc()
+
+    return Circuits(client, Keys(settings.redis_key_prefix), config, on_change=on_change)
 
 
 @dataclass
@@ -64,6 +82,8 @@ def build_runtime(settings: Settings) -> Runtime:
     keeper = Keeper(
         client, settings.delivery_lock_ttl_seconds, lease_ttl=settings.event_lease_seconds
     )
+    metrics = TaskMetrics()
+    circuits = make_circuits(client, settings, metrics)
     deliveries = DeliveryStates(
         client,
         keys,
@@ -84,6 +104,7 @@ def build_runtime(settings: Settings) -> Runtime:
             settings.bwp_client_secret.get_secret_value(),
         ),
         total_timeout=settings.http_total_timeout_seconds,
+        circuits=circuits,
     )
     limiter = (
         RateLimiter(
@@ -101,6 +122,7 @@ def build_runtime(settings: Settings) -> Runtime:
         attempts=settings.http_max_attempts,
         before_call=limiter.acquire if limiter else lambda: None,
         total_timeout=settings.http_total_timeout_seconds,
+        circuits=circuits,
     )
     oms = OmsClient(
         http,
@@ -111,6 +133,7 @@ def build_runtime(settings: Settings) -> Runtime:
         auth_token=settings.oms_auth_token.get_secret_value() if settings.oms_auth_token else None,
         attempts=settings.http_max_attempts,
         total_timeout=settings.http_total_timeout_seconds,
+        circuits=circuits,
     )
     trackers = Trackers(client, keys, ttl=settings.tracker_ttl_seconds)
     deps = SyncDeps(
@@ -121,6 +144,8 @@ def build_runtime(settings: Settings) -> Runtime:
         settings.bwp_api_version,
         trackers=trackers,
         deadline_seconds=settings.task_deadline_seconds,
+        metrics=metrics,
+        circuits=circuits,
     )
     dead_letters = DeadLetters(
         make_sqs(settings),

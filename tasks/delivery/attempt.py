@@ -8,8 +8,8 @@ from __future__ import annotations
 import structlog
 
 from tasks.delivery.routing import sync_parsed
-from tasks.delivery.task_retry import GiveUp, Park, Retry, RetryPolicy, next_step
-from tasks.errors import DeadLetterUnavailable, MalformedEvent
+from tasks.delivery.task_retry import Park, Retry, RetryPolicy, next_step
+from tasks.errors import DeadLetterUnavailable, DependencyDown, MalformedEvent
 from tasks.events.envelope import DeliveryEvent, MilestoneEvent, parse_delivery_event
 from tasks.runtime import Runtime
 from tasks.sqs.dlq import Parcel, one_line
@@ -25,13 +25,6 @@ def policy_of(runtime: Runtime) -> RetryPolicy:
         s.task_retry_base_seconds,
         s.task_retry_cap_seconds,
     )
-
-
-def _payload_hash(body: str) -> str:
-    try:
-        return _parse(body).envelope.payload_hash
-    except MalformedEvent:
-        return ""
 
 
 def _parse(body: str) -> DeliveryEvent | MilestoneEvent:
@@ -64,22 +57,22 @@ def _after_error(
 ) -> str | Retry:
     step = next_step(exc, failures=failures, busy=busy, policy=policy_of(runtime))
     if isinstance(step, Retry):
-        log.warning(
-            "sync_retry_scheduled",
-            error=str(exc),
-            error_type=type(exc).__name__,
-            countdown=round(step.countdown, 2),
-            failures=step.failures,
-        )
+        if isinstance(exc, DependencyDown):
+            # an outage: its circuit logs once when it opens and closes, not every task
+            runtime.deps.metrics.circuit_waits.labels(exc.dependency).inc()
+        else:
+            log.warning(
+                "sync_retry_scheduled",
+                error=str(exc),
+                error_type=type(exc).__name__,
+                countdown=round(step.countdown, 2),
+                failures=step.failures,
+            )
         try:
             runtime.ledger.postpone_sweep(dedup_key, step.countdown + 60)
         except Exception as ledger_exc:  # noqa: BLE001 - Redis down: the sweep may re-dispatch early, which is harmless
             log.warning("sweep_postpone_failed", error=type(ledger_exc).__name__)
         return step
-    if isinstance(step, GiveUp):
-        log.warning("sync_gave_up_waiting", reason=step.reason)
-        runtime.ledger.complete(dedup_key, how="api_behind", payload_hash=_payload_hash(body))
-        return "api_behind"
     return _park(step, body, dedup_key, runtime, exc)
 
 

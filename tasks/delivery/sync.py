@@ -15,11 +15,12 @@ from typing import Any, Protocol
 
 import structlog
 
-from tasks.delivery.guard import Decision, Pushed, decide
+from tasks.delivery.guard import Decision, Pushed, covers, decide
 from tasks.delivery.snapshot import Snapshot, read_order
-from tasks.errors import ApiBehindEvent, DeliveryBusy, OrderNotVisibleYet
+from tasks.errors import ApiBehindEvent, OrderNotVisibleYet
 from tasks.events.catalog import TERMINAL_STATES, DeliveryState, rank
 from tasks.events.envelope import DeliveryEvent, Envelope
+from tasks.http.circuit import API, OMS, Circuits
 from tasks.http.deadline import Deadline
 from tasks.keys import DeliveryRef
 from tasks.ledger.deliveries import DeliveryStates, Lease, Record
@@ -53,7 +54,13 @@ class OrderSource(Protocol):
 
 
 class Pusher(Protocol):
-    def push(self, body: dict[str, Any], *, deadline: Deadline | None = None) -> int: ...
+    def push(
+        self,
+        body: dict[str, Any],
+        *,
+        deadline: Deadline | None = None,
+        still_held: Callable[[], bool] | None = None,
+    ) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +76,14 @@ class SyncDeps:
     #: where pushed tracking numbers are indexed for milestone events (None: not indexed)
     trackers: Trackers | None = None
     metrics: TaskMetrics = field(default_factory=TaskMetrics)
+    #: the shared circuits of the dependencies (None: operators' tools, some tests)
+    circuits: Circuits | None = None
+
+    def hold_back(self) -> None:
+        """DependencyDown before anything is spent while the OMS's or the API's circuit is
+        open and being probed: no order query for a push that cannot go out."""
+        if self.circuits is not None:
+            self.circuits.hold_back(OMS, API)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,20 +104,21 @@ def ref_of(event: DeliveryEvent) -> DeliveryRef:
     return DeliveryRef(event.business_product_id, event.order_id, event.delivery_id)
 
 
-def sync_event(event: DeliveryEvent, deps: SyncDeps, *, may_wait_for_api: bool = True) -> Outcome:
+def sync_event(event: DeliveryEvent, deps: SyncDeps) -> Outcome:
     """Bring the OMS up to date with the delivery ``event`` names.
 
-    Marks the event `done` in the ledger when finished. Raises a RetryableError when a
-    later attempt may succeed (ApiBehindEvent after pushing what the API showed, when
-    ``may_wait_for_api``), a PermanentError when none can.
+    Marks the event `done` in the ledger when finished. Raises ApiBehindEvent (nothing
+    pushed, the event left open) while the API shows less than the event announces,
+    another RetryableError when a later attempt may succeed, a PermanentError when none
+    can.
     """
-    return _sync(ref_of(event), event.envelope, event.implied_state, deps, may_wait_for_api)
+    return _sync(ref_of(event), event.envelope, event.implied_state, deps)
 
 
 def sync_for_event(ref: DeliveryRef, envelope: Envelope, deps: SyncDeps) -> Outcome:
     """``sync_event`` for an event that implies no state (a tracker milestone): always
     query, push through the same lock and guard, and mark the event `done`."""
-    return _sync(ref, envelope, None, deps, False)
+    return _sync(ref, envelope, None, deps)
 
 
 def _sync(
@@ -110,11 +126,11 @@ def _sync(
     envelope: Envelope,
     implied_state: DeliveryState | None,
     deps: SyncDeps,
-    may_wait_for_api: bool,
 ) -> Outcome:
     key = envelope.dedup_key
     implied = rank(implied_state) if implied_state is not None else -1
     deadline = Deadline(deps.deadline_seconds)
+    deps.hold_back()
     # The rate-limit slot and the token before the lock: no lock waits on the limiter.
     deps.api.reserve()
     lease = deps.deliveries.begin(ref, key)
@@ -125,6 +141,13 @@ def _sync(
             deps.deliveries.finish(lease, complete=(key, Outcome.NO_NEWS, envelope.payload_hash))
             return Outcome.NO_NEWS
         snapshot = _read_snapshot(ref, deps, deadline)
+        if implied_state is not None and not covers(snapshot.state, implied_state):
+            # A read lag: pushing it could show the OMS less than the event's fact (after
+            # a Redis loss, even below what was pushed), and closing the event would lose
+            # that fact. Neither: retry, then park with both states.
+            raise ApiBehindEvent(
+                f"order API shows {snapshot.state} for an event announcing {implied_state}"
+            )
         outcome, record = _apply(
             snapshot,
             lease,
@@ -132,16 +155,12 @@ def _sync(
             deps,
             deadline,
         )
-        behind = snapshot.rank < implied and may_wait_for_api
-        done = None if behind else (key, str(outcome), envelope.payload_hash)
-        deps.deliveries.finish(lease, record=record, complete=done)
+        deps.deliveries.finish(
+            lease, record=record, complete=(key, str(outcome), envelope.payload_hash)
+        )
     except BaseException:
         deps.deliveries.release(lease)
         raise
-    if behind:
-        raise ApiBehindEvent(
-            f"order API shows {snapshot.state} for an event announcing {implied_state}"
-        )
     return outcome
 
 
@@ -152,6 +171,7 @@ def sync_delivery(ref: DeliveryRef, deps: SyncDeps, source: Source) -> Outcome:
     a newer snapshot between this read and this push. Raises like ``sync_event``.
     """
     deadline = Deadline(deps.deadline_seconds)
+    deps.hold_back()
     deps.api.reserve()
     lease = deps.deliveries.begin(ref)
     assert lease is not None  # no event: never "already done"
@@ -248,10 +268,11 @@ def _apply(
         event_time=source.time,
         observed_at=deps.now(),
     )
-    if not lease.still_held():
-        # A newer sync may hold the lock: pushing now could land an older snapshot last.
-        raise DeliveryBusy(f"delivery {ref}: lock lost before the push")
-    status = deps.oms.push(body, deadline=deadline)
+    # Each attempt goes out only while the lock is still this sync's (checked in Redis): a
+    # newer sync may hold it otherwise, and an attempt now could land an older snapshot last.
+    status = deps.oms.push(
+        body, deadline=deadline, still_held=lambda: deps.deliveries.confirm(lease)
+    )
     log.info(
         "delivery_pushed",
         delivery=str(ref),

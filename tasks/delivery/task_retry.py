@@ -1,4 +1,11 @@
-"""What a task does after an error: retry later (and when) or park (and as what). Pure."""
+"""What a task does after an error: retry later (and when) or park (and as what). Pure.
+
+The retry budget (``max_retries``) counts only failures that belong to the event: an
+answer that does not let it finish (the order API behind the event, an outage-kind
+error while the dependency's circuit is closed, so that it works for others). An open
+circuit (DependencyDown) or an unreachable Redis is an outage for everyone: the task
+waits and retries without spending anything, however long it lasts.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +13,14 @@ import random
 from dataclasses import dataclass
 
 from tasks.errors import (
-    ApiBehindEvent,
     BwpError,
     DeliveryBusy,
+    DependencyDown,
+    LedgerUnavailable,
     OrderNotVisibleYet,
     RetryableError,
 )
 
-#: how often a task waits for an API that lags behind the event before giving up
-BEHIND_MAX_RETRIES = 3
 #: a delivery lock is held for one query and one push: waiting for it is cheap
 BUSY_MAX_RETRIES = 100
 
@@ -40,13 +46,6 @@ class Park:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class GiveUp:
-    """Stop retrying without parking: the work that mattered is done."""
-
-    reason: str
-
-
 def _countdown(policy: RetryPolicy, failures: int, exc: BaseException, rng: random.Random) -> float:
     ceiling = min(policy.cap, policy.base * (2**failures))
     wait = rng.uniform(ceiling / 2, ceiling)  # "equal jitter": never retry at once
@@ -62,18 +61,21 @@ def next_step(
     busy: int,
     policy: RetryPolicy,
     rng: random.Random | None = None,
-) -> Retry | Park | GiveUp:
+) -> Retry | Park:
     """Decide after ``exc``; ``failures``/``busy`` count the retries already spent."""
     rng = rng or random.Random()
     reason = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, DeliveryBusy) and busy < BUSY_MAX_RETRIES:
         return Retry(rng.uniform(0.2, 1.0), failures, busy + 1)
+    if isinstance(exc, DependencyDown):
+        # the circuit's probe finds the moment it returns; the backlog then flows within
+        # a few probe intervals, not at an exponential countdown
+        interval = exc.retry_after or 1.0
+        return Retry(rng.uniform(interval, 4 * interval), failures, busy)
+    if isinstance(exc, LedgerUnavailable):
+        return Retry(_countdown(policy, 0, exc, rng), failures, busy)
     if isinstance(exc, BwpError) and not exc.retryable:
         return Park(exc.dlq_kind, reason)
-    if isinstance(exc, ApiBehindEvent):
-        if failures < BEHIND_MAX_RETRIES:
-            return Retry(_countdown(policy, failures, exc, rng), failures + 1, busy)
-        return GiveUp(reason)
     budget = (
         policy.not_found_max_retries if isinstance(exc, OrderNotVisibleYet) else policy.max_retries
     )

@@ -144,6 +144,12 @@ class DeliveryStates:
         if not self._run_finish(lease.ref, lease.token, record, complete):
             raise DeliveryBusy(f"delivery {lease.ref}: the lock was lost before finishing")
 
+    def confirm(self, lease: Lease) -> bool:
+        """Is the lease's lock still the caller's? Checked (and renewed) in Redis now."""
+        if lease.hold is None:
+            return True
+        return self.keeper.confirm(lease.hold)
+
     def release(self, lease: Lease) -> None:
         """Give the lock back after a failure; if Redis is gone the lock expires by itself."""
         self._unkeep(lease)

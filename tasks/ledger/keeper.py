@@ -115,6 +115,24 @@ class Keeper:
         with self._lock:
             self._holds.discard(hold)
 
+    def confirm(self, hold: Hold) -> bool:
+        """Renew ``hold``'s lock now and say whether it is still the holder's: one round
+        trip, before each push attempt (the watchdog alone may learn of a lost lock only a
+        third of the TTL later). False when Redis cannot say."""
+        if hold.lost.is_set():
+            return False
+        now = self._clock()
+        try:
+            kept = self._renew(keys=[hold.key], args=[int(self._ttl * 1000), hold.token])
+        except redis.RedisError:
+            return False
+        if int(kept[0]):
+            hold.confirmed_until, hold.renewed_at = now + self._ttl, now
+            return True
+        hold.lost.set()
+        log.warning("delivery_lock_lost", key=hold.key)
+        return False
+
     # --- event leases ---------------------------------------------------------------------
     def take(self, event_key: str) -> Tenancy:
         """Lease the event: its task is in this process now. Written at the next round,

@@ -312,3 +312,29 @@ for _, member in ipairs(due) do
 end
 return out
 """
+
+
+# --- circuits (tasks.http.circuit) ----------------------------------------------------------
+# Open a dependency's circuit; 1 when this call opened it (it logs the change), else 0.
+CIRCUIT_OPEN = (
+    SERVER_MS
+    + """
+-- KEYS: the circuits hash
+-- ARGV: dependency
+local circuits, dependency = KEYS[1], ARGV[1]
+if redis.call('HGET', circuits, dependency) == 'open' then return 0 end
+redis.call('HSET', circuits, dependency, 'open', dependency .. ':opened_at', server_ms())
+redis.call('HINCRBY', circuits, dependency .. ':opens', 1)
+return 1
+"""
+)
+
+# Close a dependency's circuit; 1 when this call closed it, else 0.
+CIRCUIT_CLOSE = """
+-- KEYS: the circuits hash
+-- ARGV: dependency
+local circuits, dependency = KEYS[1], ARGV[1]
+if redis.call('HGET', circuits, dependency) ~= 'open' then return 0 end
+redis.call('HSET', circuits, dependency, 'closed')
+return 1
+"""

@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 
 from config.secrets import Redactor
-from tasks.errors import OmsUnavailable, PermanentOmsError
+from tasks.errors import DeliveryBusy, OmsUnavailable, PermanentOmsError
+from tasks.http.circuit import OMS, Breaker, Circuits
 from tasks.http.deadline import Deadline, bounded_request
 from tasks.http.retry import call_with_retries, retry_after_header
 from tasks.oms.payload import encode, signature
@@ -33,26 +34,42 @@ class OmsClient:
         attempts: int,
         clock: Callable[[], float] = time.time,
         total_timeout: float = 30.0,
+        circuits: Circuits | None = None,
     ) -> None:
         self._http, self._url = http, url
+        self._breaker = Breaker(circuits, OMS)
         self._total = total_timeout
         self._secret, self._token = signing_secret, auth_token
         self._attempts, self._clock = attempts, clock
         #: POSTs sent by this client, failed attempts included (tests count them)
         self.requests = 0
 
-    def push(self, body: dict[str, Any], *, deadline: Deadline | None = None) -> int:
+    def push(
+        self,
+        body: dict[str, Any],
+        *,
+        deadline: Deadline | None = None,
+        still_held: Callable[[], bool] | None = None,
+    ) -> int:
         """Deliver one update; returns the final HTTP status (2xx or 409).
 
-        Every attempt carries the same Idempotency-Key. Raises OmsUnavailable when the
+        Every attempt carries the same Idempotency-Key, and goes out only while
+        ``still_held()`` (the delivery's lock is still the caller's): a retry after the
+        lock was lost could land an older snapshot after a newer one. Raises DeliveryBusy
+        then, DependencyDown while the OMS's circuit is open, OmsUnavailable when the
         in-call attempts ran out (or ``deadline`` / the total timeout passed),
         PermanentOmsError on a refusal.
         """
         raw = encode(body)
         task = deadline or Deadline()
-        return call_with_retries(
-            lambda: self._attempt(raw, body["idempotencyKey"], task), attempts=self._attempts
-        )
+        key = body["idempotencyKey"]
+
+        def attempt() -> int:
+            if still_held is not None and not still_held():
+                raise DeliveryBusy("the delivery's lock was lost before a push attempt")
+            return self._breaker.call(lambda: self._attempt(raw, key, task), OmsUnavailable)
+
+        return call_with_retries(attempt, attempts=self._attempts)
 
     def _attempt(self, raw: bytes, key: str, task: Deadline) -> int:
         headers = {"Content-Type": "application/json", "Idempotency-Key": key}

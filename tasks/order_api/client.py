@@ -15,6 +15,7 @@ from typing import Any, Final, Protocol
 import httpx
 
 from tasks.errors import ApiUnavailable, OrderNotVisibleYet, PermanentApiError
+from tasks.http.circuit import API, Breaker, Circuits
 from tasks.http.deadline import Deadline, bounded_request
 from tasks.http.retry import call_with_retries, retry_after_header
 from tasks.order_api.queries import order_request
@@ -107,8 +108,10 @@ class OrderApi:
         attempts: int,
         before_call: Callable[[], None] = lambda: None,
         total_timeout: float = 30.0,
+        circuits: Circuits | None = None,
     ) -> None:
         self._http, self._tokens = http, tokens
+        self._breaker = Breaker(circuits, API)
         self._url, self._version, self._target = url, api_version, target_id
         self._attempts = attempts
         self._before_call = before_call
@@ -147,27 +150,41 @@ class OrderApi:
         self, business_product_id: str, order_id: str, task: Deadline, slots: list[bool]
     ) -> dict[str, Any]:
         try:
-            return classify(self._post(business_product_id, order_id, task, slots))
+            return self._query(business_product_id, order_id, task, slots)
         except _Unauthorized:
             pass
         # 401: the shared token was revoked or expired early. Refresh once, try once.
         try:
-            return classify(self._post(business_product_id, order_id, task, slots, refresh=True))
+            return self._query(business_product_id, order_id, task, slots, refresh=True)
         except _Unauthorized:
             raise PermanentApiError("order API refused a freshly issued token (HTTP 401)") from None
 
-    def _post(
+    def _query(
         self,
         business_product_id: str,
         order_id: str,
         task: Deadline,
         slots: list[bool],
         refresh: bool = False,
-    ) -> httpx.Response:
+    ) -> dict[str, Any]:
+        """One attempt: the token (its own circuit), then the query through the API's."""
         token = self._tokens.get()
         if refresh:
             self._tokens.invalidate(token)
             token = self._tokens.get()
+        return self._breaker.call(
+            lambda: classify(self._post(token, business_product_id, order_id, task, slots)),
+            ApiUnavailable,
+        )
+
+    def _post(
+        self,
+        token: str,
+        business_product_id: str,
+        order_id: str,
+        task: Deadline,
+        slots: list[bool],
+    ) -> httpx.Response:
         if slots[0]:
             slots[0] = False
         else:

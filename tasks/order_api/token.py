@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import httpx
 import redis
 
-from tasks.errors import ApiUnavailable, PermanentApiError
+from tasks.errors import ApiUnavailable, DependencyDown, PermanentApiError
+from tasks.http.circuit import TOKEN, Breaker, Circuits
 from tasks.http.deadline import Deadline, bounded_request
 from tasks.keys import Keys
 from tasks.redis_outage import redis_outage
@@ -58,8 +59,11 @@ class TokenCache:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         total_timeout: float = 30.0,
+        circuits: Circuits | None = None,
     ) -> None:
         self._r, self._keys, self._http, self._creds = client, keys, http, credentials
+        self._circuits = circuits
+        self._breaker = Breaker(circuits, TOKEN)
         self._total = total_timeout
         self._margin, self._wait = refresh_margin, wait
         self._clock, self._sleep = clock, sleep
@@ -70,7 +74,8 @@ class TokenCache:
         self.fetches = 0
 
     def get(self) -> str:
-        """A valid access token. Raises ApiUnavailable / PermanentApiError / LedgerUnavailable."""
+        """A valid access token. Raises ApiUnavailable / DependencyDown / PermanentApiError /
+        LedgerUnavailable."""
         if self._memo and self._memo[1] > self._clock():
             return self._memo[0]
         deadline = self._clock() + self._wait
@@ -86,9 +91,12 @@ class TokenCache:
                 lock = secrets.token_hex(8)
                 if self._r.set(self._keys.token_lock, lock, nx=True, px=int(self._wait * 1000)):
                     try:
-                        return self._refresh()
+                        return self._breaker.call(self._refresh, ApiUnavailable)
                     finally:
                         self._del_if_equal(keys=[self._keys.token_lock], args=[lock])
+            if self._circuits is not None and self._circuits.is_open(TOKEN):
+                # another process is probing the token endpoint: wait as a task, not here
+                raise DependencyDown(TOKEN, self._circuits.config.probe_interval)
             if self._clock() >= deadline:
                 raise ApiUnavailable("timed out waiting for another process to refresh the token")
             self._sleep(0.05)

@@ -85,7 +85,6 @@ def wait_parked(stack: LocalStack, key: str) -> dict[str, str]:
         (("validation", 1), "permanent-api-error"),
         (("access_denied", 1), "permanent-api-error"),
         (("not_found", 10), "permanent-api-error"),
-        (("http503", 40), "retries-exhausted"),
     ],
 )
 def test_an_api_failure_that_does_not_heal_parks_the_event(

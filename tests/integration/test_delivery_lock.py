@@ -3,6 +3,8 @@ fenced finish that writes only for the lock's holder and never lowers the rank."
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 
 import pytest
@@ -12,6 +14,7 @@ from tasks.delivery.guard import Pushed
 from tasks.errors import DeliveryBusy
 from tasks.keys import DeliveryRef, Keys
 from tasks.ledger.deliveries import DeliveryStates, Record
+from tasks.ledger.keeper import Keeper
 
 REF = DeliveryRef("bp", "322-LOCK-1", "d-1")
 
@@ -73,3 +76,49 @@ def test_the_recorded_rank_never_goes_down(redis_client: redis.Redis, key_prefix
     deliveries.record_push(REF, Pushed("delivered", 2), "DELIVERED", terminal=True)
     deliveries.record_push(REF, Pushed("in-transit", 1), "IN_TRANSIT", terminal=False)
     assert deliveries.last_pushed(REF) == Pushed("delivered", 2)
+
+
+class BusyRedis:
+    """A Redis stand-in that answers every command as a Redis stuck in a long script
+    does: ``-BUSY``. redis-py raises it as a plain ResponseError."""
+
+    def __init__(self) -> None:
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"redis://127.0.0.1:{self._server.getsockname()[1]}/0"
+        self.commands = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            while conn.recv(65536):
+                self.commands += 1
+                conn.sendall(b"-BUSY Redis is busy running a script.\r\n")
+
+    def close(self) -> None:
+        self._server.close()
+
+
+def test_the_keeper_thread_survives_a_busy_redis_and_the_lease_is_lost() -> None:
+    # Given a lock kept while Redis answers BUSY to everything (a script past its limit)
+    busy = BusyRedis()
+    client = redis.Redis.from_url(busy.url)
+    keeper = Keeper(client, 0.3)
+    hold = keeper.keep("lock:dlv:bp/322/d-1", "token", longest=30)
+    # When several renewal rounds fail
+    time.sleep(1.0)
+    # Then the keeper thread is alive and still trying, and the hold is no longer held
+    assert keeper._thread is not None and keeper._thread.is_alive()
+    assert keeper.rounds >= 3
+    assert not hold.held(time.monotonic())
+    assert not keeper.confirm(hold)
+    keeper.release(hold)
+    client.close()
+    busy.close()

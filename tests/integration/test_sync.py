@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
+import httpx
 import pytest
 import redis
 from structlog.testing import capture_logs
@@ -24,6 +25,7 @@ from tasks.dispatch import claim_request
 from tasks.errors import (
     ApiBehindEvent,
     ApiUnavailable,
+    DeliveryBusy,
     OrderNotVisibleYet,
     PermanentApiError,
     PermanentOmsError,
@@ -36,6 +38,7 @@ from tasks.events.envelope import (
 )
 from tasks.events.samples import build_event, to_body
 from tasks.keys import DeliveryRef, Keys
+from tasks.oms.client import OmsClient
 from tasks.order_api.rate_limit import RateLimiter
 from tasks.reconcile import reconcile
 from tasks.runtime import Runtime, build_runtime
@@ -128,14 +131,66 @@ def test_an_api_lagging_behind_the_event_is_asked_again(side: Side) -> None:
     # Given the API still shows IN_TRANSIT when the DELIVERED event arrives
     order_id = order(side, "IN_TRANSIT")
     event = side.event("DELIVERY_COMPLETED", order_id)
-    # When the task runs, it pushes what the API shows and asks to be retried
-    with pytest.raises(ApiBehindEvent):
+    key = event.envelope.dedup_key
+    # When the task runs, it pushes nothing, leaves the event open, and asks to be retried
+    with pytest.raises(ApiBehindEvent, match="shows IN_TRANSIT for an event announcing DELIVERED"):
         sync_event(event, side.runtime.deps)
-    assert [b["state"] for b in side.pushes(order_id)] == ["IN_TRANSIT"]
-    # Then, once the API caught up, the retry pushes DELIVERED
+    assert side.pushes(order_id) == []
+    assert side.runtime.ledger.state(key) is None
+    # Then, once the API caught up, the retry pushes DELIVERED and closes the event
     side.api.store.update_delivery(order_id, "d-1", state="DELIVERED")
     assert sync_event(event, side.runtime.deps) is Outcome.PUSHED
-    assert [b["state"] for b in side.pushes(order_id)] == ["IN_TRANSIT", "DELIVERED"]
+    assert [b["state"] for b in side.pushes(order_id)] == ["DELIVERED"]
+    assert side.runtime.ledger.state(key) == "done"
+
+
+def test_a_cancelled_event_while_the_api_still_shows_delivered_is_never_closed_by_that_read(
+    side: Side,
+) -> None:
+    # Given DELIVERED was pushed, and a CANCELLED event arrives while the API still says
+    # DELIVERED (same rank, not the event's fact)
+    order_id = order(side, "DELIVERED")
+    assert sync_event(side.event("PACKAGE_DELIVERED", order_id), side.runtime.deps) is (
+        Outcome.PUSHED
+    )
+    body = to_body(
+        build_event(
+            "PACKAGE_DELIVERY_CANCELLED",
+            business_product_id="bp-int",
+            order_id=order_id,
+            delivery_id="d-1",
+        )
+    )
+    key = parse_envelope(body).dedup_key
+    # When its task runs with retries left: retried, nothing pushed, the event still open
+    step = handle(body, key, side.runtime, failures=0, busy=0)
+    assert not isinstance(step, str)
+    assert [b["state"] for b in side.pushes(order_id)] == ["DELIVERED"]
+    assert side.runtime.ledger.state(key) is None
+    # And with its budget spent: parked with both states, never marked done
+    outcome = handle(body, key, side.runtime, failures=side.settings.task_max_retries, busy=0)
+    assert outcome == "failed:retries-exhausted"  # no DLQ configured in this rig
+    record = side.runtime.ledger.views([key])[0]
+    assert record.kind == "retries-exhausted"
+    assert "shows DELIVERED for an event announcing CANCELLED" in record.reason
+    assert [b["state"] for b in side.pushes(order_id)] == ["DELIVERED"]
+
+
+def test_after_the_ledger_was_wiped_a_lagging_read_is_not_pushed_below_the_event(
+    side: Side, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    # Given DELIVERED was pushed, then Redis lost everything (no recorded rank any more)
+    order_id = order(side, "DELIVERED")
+    delivered = side.event("PACKAGE_DELIVERED", order_id)
+    assert sync_event(delivered, side.runtime.deps) is Outcome.PUSHED
+    for key in redis_client.scan_iter(match=f"{key_prefix}*"):
+        redis_client.delete(key)
+    # When the DELIVERED event is run again (re-dispatched) and the API read lags
+    side.api.store.update_delivery(order_id, "d-1", state="IN_TRANSIT")
+    with pytest.raises(ApiBehindEvent):
+        sync_event(delivered, side.runtime.deps)
+    # Then no IN_TRANSIT snapshot reached the OMS after DELIVERED
+    assert [b["state"] for b in side.pushes(order_id)] == ["DELIVERED"]
 
 
 def test_a_snapshot_that_would_go_backwards_is_not_pushed(side: Side) -> None:
@@ -439,3 +494,33 @@ def test_every_delivery_named_by_the_event_is_synced(side: Side) -> None:
     # Then both deliveries reached the OMS, and the event is done
     assert sorted(p["deliveryId"] for p in side.pushes(order_id)) == ["d-1", "d-2"]  # type: ignore[type-var]
     assert side.runtime.ledger.state(key) == "done"
+
+
+def test_a_lock_lost_between_two_push_attempts_stops_the_second(
+    side: Side, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    # Given an OMS whose first answer is a 503, and a newer sync that takes the delivery's
+    # lock while that answer is on its way back (a failover lost it, or its keeper died)
+    order_id = order(side, "IN_TRANSIT")
+    ref = DeliveryRef("bp-int", order_id, "d-1")
+    posts: list[bytes] = []
+
+    def oms(request: httpx.Request) -> httpx.Response:
+        posts.append(request.content)
+        redis_client.set(Keys(key_prefix).delivery_lock(ref), "a-newer-sync")
+        return httpx.Response(503)
+
+    client = httpx.Client(transport=httpx.MockTransport(oms))
+    deps = replace(
+        side.runtime.deps,
+        oms=OmsClient(
+            client, url="https://oms.invalid/d", signing_secret=None, auth_token=None, attempts=3
+        ),
+    )
+    # When the task pushes
+    with pytest.raises(DeliveryBusy, match="lock was lost before a push attempt"):
+        sync_event(side.event("PACKAGE_DELIVERY_IN_TRANSIT", order_id), deps)
+    # Then the in-call retry never went out: one POST, and nothing recorded
+    assert len(posts) == 1
+    assert side.runtime.deps.deliveries.last_pushed(ref) is None
+    client.close()

@@ -9,9 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tasks.delivery.task_retry import (
-    BEHIND_MAX_RETRIES,
     BUSY_MAX_RETRIES,
-    GiveUp,
     Park,
     Retry,
     RetryPolicy,
@@ -22,6 +20,7 @@ from tasks.errors import (
     ApiUnavailable,
     DeadLetterUnavailable,
     DeliveryBusy,
+    DependencyDown,
     LedgerUnavailable,
     MalformedEvent,
     OmsUnavailable,
@@ -35,7 +34,7 @@ POLICY = RetryPolicy(max_retries=5, not_found_max_retries=3, base=2.0, cap=60.0)
 
 def step(
     exc: BaseException, failures: int = 0, busy: int = 0, policy: RetryPolicy = POLICY
-) -> Retry | Park | GiveUp:
+) -> Retry | Park:
     return next_step(exc, failures=failures, busy=busy, policy=policy, rng=random.Random(7))
 
 
@@ -111,7 +110,7 @@ def test_order_not_visible_after_its_budget_parks_as_permanent_api_error() -> No
 RETRYABLE = [
     ApiUnavailable("HTTP 503"),
     OmsUnavailable("HTTP 502"),
-    LedgerUnavailable("redis down"),
+    ApiBehindEvent("order API shows IN_TRANSIT for an event announcing DELIVERED"),
     DeadLetterUnavailable("dlq down"),
     KeyError("unexpected"),
     RuntimeError("unexpected"),
@@ -144,21 +143,34 @@ def test_no_retries_configured_parks_on_first_failure() -> None:
     assert isinstance(step(OrderNotVisibleYet("x"), policy=policy), Park)
 
 
-# --- the API behind the event --------------------------------------------------------
+# --- outages: no budget spent ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("failures", range(BEHIND_MAX_RETRIES))
-def test_api_behind_the_event_is_retried_a_few_times(failures: int) -> None:
-    decision = step(ApiBehindEvent("API shows IN_TRANSIT"), failures=failures)
+@pytest.mark.parametrize("failures", [0, 3, POLICY.max_retries, 1000])
+def test_an_open_circuit_waits_a_few_probe_intervals_and_spends_nothing(failures: int) -> None:
+    # Given the OMS's circuit is open (probed once a second across the deployment)
+    decision = step(DependencyDown("oms", 1.0), failures=failures, busy=3)
+    # Then the task waits 1-4 s, however often it has waited, never parked
     assert isinstance(decision, Retry)
-    assert decision.failures == failures + 1
+    assert 1.0 <= decision.countdown <= 4.0
+    assert (decision.failures, decision.busy) == (failures, 3)
 
 
-@pytest.mark.parametrize("failures", [BEHIND_MAX_RETRIES, BEHIND_MAX_RETRIES + 1])
-def test_api_behind_the_event_then_gives_up_without_parking(failures: int) -> None:
-    # What the API showed was pushed already: nothing is lost, so nothing is parked.
-    decision = step(ApiBehindEvent("API shows IN_TRANSIT"), failures=failures)
-    assert decision == GiveUp("ApiBehindEvent: API shows IN_TRANSIT")
+@pytest.mark.parametrize("failures", [0, POLICY.max_retries, 1000])
+def test_redis_down_is_waited_out_without_spending_the_budget(failures: int) -> None:
+    decision = step(LedgerUnavailable("redis: ConnectionError"), failures=failures)
+    assert isinstance(decision, Retry)
+    assert decision.failures == failures
+    assert 1.0 <= decision.countdown <= 2.0  # the base countdown, not a growing one
+
+
+def test_the_api_behind_the_event_parks_with_both_states_once_the_budget_is_spent() -> None:
+    behind = ApiBehindEvent("order API shows DELIVERED for an event announcing CANCELLED")
+    assert step(behind, failures=POLICY.max_retries) == Park(
+        "retries-exhausted",
+        "gave up after 5 retries: ApiBehindEvent: order API shows DELIVERED for an event "
+        "announcing CANCELLED",
+    )
 
 
 # --- countdowns ----------------------------------------------------------------------

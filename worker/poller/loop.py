@@ -25,6 +25,7 @@ import structlog
 
 from tasks.dispatch import Dispatcher
 from tasks.errors import LedgerUnavailable
+from tasks.http.circuit import Circuits
 from tasks.ledger.events import Ledger
 from tasks.ledger.runs import JobRuns
 from tasks.sqs.dlq import DeadLetters, Parcel
@@ -32,6 +33,7 @@ from tasks.sqs.queue import AWS_ERRORS, SqsQueue
 from worker.poller.config import PollerConfig
 from worker.poller.deletes import PendingDeletes
 from worker.poller.gate import IntakeGate
+from worker.poller.gauges import SharedGauges
 from worker.poller.held import Held, HeldMessages
 from worker.poller.intake import Intake, Verdicts
 from worker.poller.metrics import PollerMetrics, Totals
@@ -67,6 +69,7 @@ class Poller:
         clock: Callable[[], float] = time.time,
         control_sqs: SQSClient | None = None,
         job_runs: JobRuns | None = None,
+        circuits: Circuits | None = None,
     ) -> None:
         self._ledger, self._dlq, self._cfg = ledger, dead_letters, config
         self.metrics = metrics or PollerMetrics()
@@ -117,9 +120,9 @@ class Poller:
             park=self._park,
             apply=self._apply,
             queue_depth=queue_depth,
-            job_runs=job_runs,
             clock=clock,
         )
+        self._gauges = SharedGauges(self.metrics, job_runs=job_runs, circuits=circuits, clock=clock)
 
     @property
     def totals(self) -> Totals:
@@ -155,7 +158,7 @@ class Poller:
                 self._handle_safely(messages, stop)
             self._settle_if_due()
             self._flush_deletes()
-            self._settler.read_job_runs()
+            self._gauges.refresh()
             if not receiver.is_alive() and inbox.empty():
                 if not done_receiving.is_set():
                     self.failed = True

@@ -117,6 +117,12 @@ class PollerMetrics:
             ["kind"],
             registry=r,
         )
+        self.circuit_open = Gauge(
+            "bwp_circuit_open",
+            "1 while a dependency's circuit (oms, api, token) is open for every worker",
+            ["dependency"],
+            registry=r,
+        )
         self.job_last_run = Gauge(
             "bwp_scheduled_job_last_run_timestamp_seconds",
             "Unix time a scheduled job (sweep, reconcile) last ran to its end, as Redis says",

@@ -17,7 +17,7 @@ from tasks.celery import celery_queue_key, make_app
 from tasks.dispatch import Dispatcher
 from tasks.keys import Keys
 from tasks.ledger.runs import JobRuns
-from tasks.runtime import make_ledger
+from tasks.runtime import make_circuits, make_ledger
 from tasks.sqs.dlq import DeadLetters
 from worker.poller.config import PollerConfig
 from worker.poller.loop import Poller
@@ -89,6 +89,7 @@ def build_poller(settings: Settings) -> tuple[Poller, redis.Redis]:
         probe=dependency_probe(client, settings),
         control_sqs=control,
         job_runs=JobRuns(client, Keys(settings.redis_key_prefix)),
+        circuits=make_circuits(client, settings),
     )
     return poller, client
 

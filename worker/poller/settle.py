@@ -13,7 +13,6 @@ import structlog
 
 from tasks.errors import LedgerUnavailable
 from tasks.ledger.events import Ledger, Orphan, Reclaim
-from tasks.ledger.runs import JobRuns
 from tasks.sqs.dlq import Parcel
 from tasks.sqs.queue import SqsQueue
 from worker.poller import plan as planning
@@ -24,9 +23,6 @@ from worker.poller.intake import Candidate, Intake, Verdicts
 from worker.poller.metrics import PollerMetrics
 
 log = structlog.get_logger("bwp.poller")
-
-#: seconds between reads of the scheduled jobs' last runs (a gauge)
-JOB_RUNS_EVERY = 15.0
 
 
 class Settler:
@@ -48,15 +44,13 @@ class Settler:
         park: Callable[[list[tuple[str, Parcel]]], list[str]],
         apply: Callable[[Verdicts], None],
         queue_depth: Callable[[], int] | None,
-        job_runs: JobRuns | None,
         clock: Callable[[], float],
     ) -> None:
         self.held, self._ledger, self._intake, self._gate = held, ledger, intake, gate
         self.metrics, self._queue, self._cfg = metrics, queue, config
         self._dlq_configured = dlq_configured
         self._delete, self._park, self._apply = delete, park, apply
-        self._queue_depth, self._job_runs, self._clock = queue_depth, job_runs, clock
-        self._last_job_read = 0.0
+        self._queue_depth, self._clock = queue_depth, clock
 
     def tick(self, *, final: bool = False) -> None:
         """One tick: read every held event's record in one round trip, then carry out
@@ -170,18 +164,6 @@ class Settler:
         if helds:
             self.held.drop(h.message_id for h in helds)
             log.warning("held_message_let_go", count=len(helds))
-
-    def read_job_runs(self) -> None:
-        """Refresh the scheduled jobs' gauge, at most every JOB_RUNS_EVERY seconds."""
-        now = self._clock()
-        if self._job_runs is None or now - self._last_job_read < JOB_RUNS_EVERY:
-            return
-        self._last_job_read = now
-        try:
-            for job, at in self._job_runs.last().items():
-                self.metrics.job_last_run.labels(job).set(at)
-        except LedgerUnavailable as exc:
-            self._gate.outage("redis", str(exc))
 
     def _extend(self) -> None:
         now = self._clock()
