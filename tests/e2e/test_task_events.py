@@ -118,7 +118,7 @@ def test_every_task_of_a_burst_reaches_a_final_event(redis_url: str) -> None:
         stack.start_poller(API_RATE_PER_SECOND="0")
         for order_id in orders:
             stack.api.move(order_id, "d-1", "DELIVERED")
-        stack.wait_until(lambda: stack.redis.llen(queue_key) == BURST, what="the burst queued")
+        stack.wait_until(lambda: stack.redis.llen(queue_key) >= BURST, what="the burst queued")
         # When the Procfile's worker takes it, 16 threads at once, their tasks finishing in
         # the same instants (every call waits the same latency), a few retried (the order
         # not visible yet)
