@@ -1,8 +1,10 @@
 """Redis (the broker) restarts under running processes: they reconnect by themselves.
 
-Celery 5.7.0's worker exits on a broker restart (design.md section 8); the pinned 5.6.3
-with kombu 5.7 must reconnect. A SIGTERM'd worker exits within ECS's stop timeout, and
-the events in flight still reach the OMS through another worker.
+Celery 5.7.0 was once held back after a worker of a prototype exited ("Unrecoverable
+error") when Redis went away; the pinned 5.7.0 with kombu 5.7.0 reconnects here. Every
+Celery or kombu upgrade (the pins in pyproject.toml) must keep this green. A SIGTERM'd
+worker exits within ECS's stop timeout, and the events in flight still reach the OMS
+through another worker.
 """
 
 from __future__ import annotations

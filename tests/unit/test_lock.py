@@ -152,9 +152,9 @@ def test_the_runtime_lock_holds_no_development_tool() -> None:
 
 
 def test_a_pin_outside_its_range_is_caught(tmp_path: Path) -> None:
-    # Given a lock whose celery pin contradicts pyproject's ==5.6.3
+    # Given a lock whose celery pin contradicts pyproject's ==5.7.0 (the pin before it)
     lock = tmp_path / "requirements.lock"
-    lock.write_text("celery==5.7.0 \\\n    --hash=sha256:" + "0" * 64 + "\n    # via x\n")
+    lock.write_text("celery==5.6.3 \\\n    --hash=sha256:" + "0" * 64 + "\n    # via x\n")
     pins = read_lock(lock)
     [celery] = [r for r in requirements("runtime") if r.name == "celery"]
     # Then the range check refuses it
