@@ -263,7 +263,8 @@ def test_the_scan_finds_the_calls_it_should() -> None:
     assert {"sqs:ReceiveMessage", "sqs:DeleteMessage"} <= code_actions()["poller"]
     assert "sqs:SendMessage" in code_actions()["worker"]
     assert "sqs:GetQueueAttributes" in code_actions()["operators"]
-    assert code_actions()["poller"] != code_actions()["operators"]
+    assert "sqs:GetQueueAttributes" in code_actions()["poller"]  # the start check
+    assert code_actions()["worker"] != code_actions()["operators"]
     actions, _ = calls_and_imports(ast.parse("c.change_message_visibility_batch(Entries=[])"), "")
     assert actions == {"sqs:ChangeMessageVisibility"}
 
@@ -283,8 +284,13 @@ def test_each_role_touches_only_the_queues_it_should() -> None:
     # Then the grants per queue are these (the poller and operators alone touch the queue)
     expected = {
         "poller": {
-            queue: {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"},
-            dlq: {"sqs:SendMessage"},
+            queue: {
+                "sqs:ReceiveMessage",
+                "sqs:DeleteMessage",
+                "sqs:ChangeMessageVisibility",
+                "sqs:GetQueueAttributes",
+            },
+            dlq: {"sqs:SendMessage", "sqs:GetQueueAttributes"},
         },
         "worker": {dlq: {"sqs:SendMessage"}},
         "beat": {},

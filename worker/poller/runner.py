@@ -22,6 +22,7 @@ from tasks.sqs.dlq import DeadLetters
 from worker.poller.config import PollerConfig
 from worker.poller.loop import Poller
 from worker.poller.metrics import MetricsServer, Totals, heartbeat_fresh
+from worker.poller.preflight import check_queues
 
 log = structlog.get_logger("bwp.poller")
 
@@ -60,6 +61,7 @@ def build_poller(settings: Settings) -> tuple[Poller, redis.Redis]:
     assert settings.sqs_queue_url is not None
     sqs = make_sqs(settings)
     control = make_sqs(settings, control=True)
+    check_queues(control, settings)  # a missing queue or a denial: exit 2 (SettingsError)
     client = make_redis(settings.redis_url)
     config = PollerConfig(
         queue_url=settings.sqs_queue_url,
