@@ -80,7 +80,7 @@ class Probes:
             settings,
             make_sqs(settings, probe_timeout=timeout),
             make_redis(settings.redis_url, probe_timeout=timeout),
-            make_http(probe_timeout=timeout),
+            make_http(settings, probe_timeout=timeout),
             make_app(settings),
             timeout,
         )
