@@ -64,6 +64,7 @@ def _after_error(
 ) -> str | Retry:
     step = next_step(exc, failures=failures, busy=busy, policy=policy_of(runtime))
     if isinstance(step, Retry):
+        runtime.deps.metrics.retries.labels(type(exc).__name__).inc()
         log.warning(
             "sync_retry_scheduled",
             error=str(exc),
@@ -102,5 +103,6 @@ def _park(step: Park, body: str, dedup_key: str, runtime: Runtime, exc: Exceptio
         )
         return f"failed:{step.kind}"
     runtime.ledger.mark_parked(dedup_key, step.kind)
+    runtime.deps.metrics.parked.labels(step.kind).inc()
     log.error("event_parked", kind=step.kind, reason=step.reason, error_type=type(exc).__name__)
     return f"parked:{step.kind}"

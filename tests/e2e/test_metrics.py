@@ -87,7 +87,7 @@ def test_counters_move_with_the_events_sent(redis_url: str) -> None:
 
 def test_healthz_fails_when_the_loop_has_not_polled_recently() -> None:
     metrics = PollerMetrics()
-    server = MetricsServer(metrics, 0, lambda: heartbeat_fresh(metrics, max_age=60)).start()
+    server = MetricsServer(metrics.render, 0, lambda: heartbeat_fresh(metrics, max_age=60)).start()
     try:
         url = f"http://127.0.0.1:{server.port}/healthz"
         assert httpx.get(url, timeout=5).status_code == 503  # never polled

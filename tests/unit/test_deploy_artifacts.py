@@ -233,7 +233,7 @@ def test_poller_health_check_command_follows_healthz(healthy: bool) -> None:
     # Given the poller's /healthz, served by the real metrics server on a free port
     poller = task_definitions()["poller"]
     _, program, *args = poller["healthCheck"]["command"]
-    server = MetricsServer(PollerMetrics(), 0, lambda: healthy).start()
+    server = MetricsServer(PollerMetrics().render, 0, lambda: healthy).start()
     try:
         port = environment(poller)["METRICS_PORT"]
         args = [a.replace(f":{port}/", f":{server.port}/") for a in args]

@@ -112,7 +112,9 @@ def run_poller(settings: Settings, max_polls: int | None = None) -> Totals:
         # backpressure): only a loop that is stuck or gone goes stale.
         max_age = HEALTHY_WITHIN_SECONDS
         server = MetricsServer(
-            poller.metrics, settings.metrics_port, lambda: heartbeat_fresh(poller.metrics, max_age)
+            poller.metrics.render,
+            settings.metrics_port,
+            lambda: heartbeat_fresh(poller.metrics, max_age),
         ).start()
         log.info("metrics_serving", port=server.port)
     try:
