@@ -251,8 +251,22 @@ def test_the_dashboard_covers_what_operators_watch() -> None:
         "bwp_loop_errors_total",
         "flower_task_runtime_seconds_bucket",
         "flower_events_total",
+        # what only the workers know (their own /metrics)
+        "bwp_sync_retries_total",
+        "bwp_stale_events_redispatched_total",
+        "bwp_sibling_deliveries_skipped_total",
+        "bwp_milestone_unknown_trackers_total",
     ):
         assert needed in read, needed
+
+
+def test_no_alert_stands_in_for_a_worker_metric_with_flower_events() -> None:
+    # The workers count retries and the sweep's re-dispatches themselves (issue 21)
+    rules = {rule["alert"]: rule["expr"] for rule in alert_rules()}
+    assert "bwp_sync_retries_total" in rules["BwpApiThrottlingOrOutage"]
+    assert "bwp_stale_events_redispatched_total" in rules["BwpSweepRedispatching"]
+    for name in ("BwpApiThrottlingOrOutage", "BwpSweepRedispatching"):
+        assert "flower_" not in rules[name], name
 
 
 def test_the_alerts_cover_the_failure_modes() -> None:
