@@ -32,7 +32,7 @@ RUN pip download --no-deps --require-hashes --only-binary :all: --dest /wheels \
 # The build backend at its locked versions; no build isolation, so that building the
 # project's wheel fetches nothing unpinned.
 RUN pip install --no-deps --require-hashes --only-binary :all: -r requirements-build.lock
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY config/ config/
 COPY tasks/ tasks/
 COPY worker/ worker/
