@@ -127,6 +127,7 @@ class BwpWorker:
         self.metrics_url = f"http://127.0.0.1:{port}/metrics"
         events = {"WORKER_TASK_EVENTS": "true" if self.task_events else "false"}
         full = {**os.environ, **env, **BWP_SETTINGS, **events, "METRICS_PORT": str(port)}
+        full.setdefault("WORKER_METRICS_PORT", "0")
         full.update(self.extra_env)
         self._env = full
         worker_args = ["-A", "tasks", "worker", "--loglevel", "INFO", "--without-gossip"]

@@ -126,7 +126,7 @@ class Services:
 
     # --- what the consumers get ---------------------------------------------------------
     def contract_env(self, queue: Queue, redis_url: str) -> dict[str, str]:
-        """The contract's variables (shared/contract/README.md), the same for every contender."""
+        """The contract's variables (docs/contract.md), the same for every contender."""
         return {
             "SQS_QUEUE_URL": queue.url,
             "SQS_DLQ_URL": queue.dlq_url,

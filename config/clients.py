@@ -18,6 +18,8 @@ from botocore.config import Config
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from config.proxies import proxy_routes
+
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
@@ -95,11 +97,33 @@ def make_sqs(
 def make_http(
     settings: Settings | None = None, *, probe_timeout: float | None = None
 ) -> httpx.Client:
-    """One pooled HTTP client per process; TLS verification stays on."""
-    if probe_timeout is not None or settings is None:
+    """One pooled HTTP client per process; TLS verification stays on.
+
+    HTTPS_PROXY, HTTP_PROXY and NO_PROXY (from ``settings``) route every request, the
+    worker's per-thread pools included (config/proxies.py); loopback is always direct.
+    Without ``settings`` httpx reads the proxy variables itself.
+    """
+    if settings is None:
         return httpx.Client(timeout=httpx.Timeout(probe_timeout or 5.0), verify=True)
+    tls = httpx.create_ssl_context()
+    routes = proxy_routes(settings.http_proxy, settings.https_proxy, settings.no_proxy)
+    if probe_timeout is not None:
+        return httpx.Client(
+            timeout=httpx.Timeout(probe_timeout),
+            verify=tls,
+            trust_env=False,  # the routes below are the environment's, read once
+            mounts={
+                pattern: None if proxy is None else httpx.HTTPTransport(verify=tls, proxy=proxy)
+                for pattern, proxy in routes.items()
+            },
+        )
     return httpx.Client(
-        timeout=httpx.Timeout(settings.http_timeout_seconds), transport=PerThreadTransport()
+        timeout=httpx.Timeout(settings.http_timeout_seconds),
+        transport=PerThreadTransport(tls),
+        mounts={
+            pattern: None if proxy is None else PerThreadTransport(tls, proxy=proxy)
+            for pattern, proxy in routes.items()
+        },
     )
 
 
@@ -108,10 +132,15 @@ class PerThreadTransport(httpx.BaseTransport):
     certificates verified). httpcore's pool walks all its connections, with a socket poll
     per idle one, on every request and every response close; shared by 16 worker threads
     it walked 16. A thread's own pool holds a connection or two per host.
+
+    ``proxy``: every pool of this transport goes through that proxy (the client mounts
+    one such transport per proxy route; passing a transport turns off httpx's own
+    reading of the proxy variables).
     """
 
-    def __init__(self) -> None:
-        self._tls = httpx.create_ssl_context()
+    def __init__(self, tls: ssl.SSLContext | None = None, *, proxy: str | None = None) -> None:
+        self._tls = tls or httpx.create_ssl_context()
+        self._proxy = proxy
         self._local = threading.local()
         self._lock = threading.Lock()
         self._all: list[httpx.HTTPTransport] = []
@@ -120,7 +149,7 @@ class PerThreadTransport(httpx.BaseTransport):
         transport: httpx.HTTPTransport | None = getattr(self._local, "transport", None)
         if transport is None:
             limits = httpx.Limits(max_keepalive_connections=4, max_connections=8)
-            transport = httpx.HTTPTransport(verify=self._tls, limits=limits)
+            transport = httpx.HTTPTransport(verify=self._tls, limits=limits, proxy=self._proxy)
             self._local.transport = transport
             with self._lock:
                 self._all.append(transport)

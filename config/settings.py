@@ -1,18 +1,21 @@
 """The one typed settings object, read from the environment once at an entry point.
 
-Every variable of the contract (shared/contract/README.md) plus the project's tuning
-knobs, each with a safe default. Nothing here talks to the network.
+Every variable of the contract (docs/contract.md) plus the project's tuning knobs, each
+with a safe default. Nothing here talks to the network.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from functools import cache
 from typing import Literal, NoReturn, Self
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from config import validate
 
 ApiVersion = Literal["2024-01-01", "2024-04-01", "2024-11-01"]
 
@@ -24,6 +27,8 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 
 #: URLs that carry a credential (client secret, bearer tokens): https unless loopback
 CREDENTIAL_URLS = ("bwp_api_url", "bwp_token_url", "oms_url")
+#: settings with a default that an empty value must not replace silently
+NOT_BLANK = frozenset({"aws_region", "redis_url", "bwp_api_url", "bwp_token_url"})
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -60,6 +65,13 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     metrics_port: int = Field(default=9102, ge=0, le=65535)
+    #: a Celery worker's own /metrics (parks, retries, skipped siblings...); 0 disables
+    worker_metrics_port: int = Field(default=9103, ge=0, le=65535)
+    #: the standard proxy variables, honoured by every HTTP client (order API, token, OMS;
+    #: boto3 reads them itself); loopback hosts are always reached directly
+    http_proxy: str | None = None
+    https_proxy: str | None = None
+    no_proxy: str | None = None
 
     # --- the project's own knobs ----------------------------------------------------
     #: prefix of every Redis key the worker writes (ledger, delivery state, token, broker)
@@ -157,10 +169,49 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        """Refuse settings that contradict each other; one line naming the variables."""
-        for problem in self.contradictions():
+        """Refuse malformed URLs, regions and queues, then settings that contradict each
+        other; one line naming the variables."""
+        for problem in [*self.malformed(), *self.contradictions()]:
             raise ValueError(problem)
         return self
+
+    def malformed(self) -> list[str]:
+        """Each URL, region or queue setting that cannot work, as one line naming it."""
+        checks: list[tuple[str, Callable[[str], str | None]]] = [
+            ("sqs_queue_url", validate.queue_url_problem),
+            ("sqs_dlq_url", validate.queue_url_problem),
+            ("aws_region", validate.region_problem),
+            ("aws_endpoint_url", _http_url),
+            ("redis_url", validate.redis_url_problem),
+            ("celery_broker_url", validate.broker_url_problem),
+            *[(name, _credential_url) for name in CREDENTIAL_URLS],
+            ("http_proxy", _http_url),
+            ("https_proxy", _http_url),
+        ]
+        found = []
+        for name, check in checks:
+            value = getattr(self, name)
+            if value is None or (not value.strip() and name not in NOT_BLANK):
+                continue
+            if problem := check(value):
+                found.append(f"{name.upper()}: {problem}")
+        if not found and not self.aws_endpoint_url:
+            found += self._queues_outside_the_region()
+        return found
+
+    def _queues_outside_the_region(self) -> list[str]:
+        # boto3 sends every call to AWS_REGION's endpoint whatever host the queue URL
+        # names: a queue of another region answers "does not exist".
+        found = []
+        for name in ("sqs_queue_url", "sqs_dlq_url"):
+            url = getattr(self, name)
+            region = validate.queue_region(url) if url else None
+            if region is not None and region != self.aws_region:
+                found.append(
+                    f"{name.upper()} names a queue in {region} but AWS_REGION is "
+                    f"{self.aws_region}; set AWS_REGION={region}"
+                )
+        return found
 
     def contradictions(self) -> list[str]:
         """Each pair of settings that cannot both hold, as one line naming them."""
@@ -230,6 +281,17 @@ class Settings(BaseSettings):
         return found
 
 
+def _http_url(value: str) -> str | None:
+    return validate.url_problem(value, validate.HTTP_SCHEMES)
+
+
+def _credential_url(value: str) -> str | None:
+    """A host is required; the scheme is ``_insecure``'s to judge (https unless loopback)."""
+    if urlsplit(value).scheme not in validate.HTTP_SCHEMES:
+        return None
+    return _http_url(value)
+
+
 def _insecure(url: str | None, *, allowed: bool) -> str | None:
     """Why ``url`` may not carry credentials, or None when it may."""
     if not url or allowed:
@@ -254,7 +316,7 @@ def load_settings(**overrides: object) -> Settings:
         if not first["loc"]:  # a contradiction: its message names the variables
             raise SettingsError(first["msg"].removeprefix("Value error, ")) from None
         name = str(first["loc"][0]).upper()
-        raise SettingsError(f"{name}: {first['msg']}") from None
+        raise SettingsError(f"{name}: {first['msg'].removeprefix('Value error, ')}") from None
 
 
 @cache

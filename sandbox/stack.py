@@ -201,6 +201,7 @@ class LocalStack:
                 "OMS_SIGNING_SECRET": self.oms.signing_secret or "",
                 "OMS_AUTH_TOKEN": self.oms.auth_token or "",
                 "METRICS_PORT": "0",
+                "WORKER_METRICS_PORT": "0",
                 "SQS_WAIT_TIME_SECONDS": "1",
                 "SQS_VISIBILITY_TIMEOUT": str(self.options.sqs_visibility_timeout),
                 # a claim must lapse before its message can come back (config/settings.py)
@@ -242,10 +243,12 @@ class LocalStack:
         """``bwp-worker poll`` (the Procfile's poller)."""
         return self._spawn("poller", [sys.executable, "-m", "worker", "poll"], self.env(**env))
 
-    def start_worker(self, concurrency: int | None = None, **env: str) -> Process:
-        """``celery -A tasks worker`` (the Procfile's worker)."""
+    def start_worker(
+        self, concurrency: int | None = None, *, pool: str = "threads", **env: str
+    ) -> Process:
+        """``celery -A tasks worker`` (the Procfile's worker; its threads pool by default)."""
         args = [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--loglevel", "INFO"]
-        args += ["--pool", "threads"]  # as the Procfile
+        args += ["--pool", pool]
         args += ["--concurrency", str(concurrency or self.options.worker_concurrency)]
         args += ["--without-gossip", "--without-mingle", "--hostname", f"w{len(self.processes)}@%h"]
         return self._spawn("worker", args, self.env(**env))

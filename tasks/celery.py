@@ -85,6 +85,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             SWEEP_TASK: {"queue": settings.schedule_queue},
             RECONCILE_TASK: {"queue": settings.schedule_queue},
         },
+        # Loaded by the worker at start (never imported from tasks/): it serves the task
+        # metrics on WORKER_METRICS_PORT.
+        "imports": ("worker.celery_metrics",),
         "task_serializer": "json",
         "accept_content": ["json"],
         "result_serializer": "json",

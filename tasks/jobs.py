@@ -23,6 +23,7 @@ from tasks.delivery import task_retry
 from tasks.delivery.attempt import handle
 from tasks.ledger.keeper import Tenancy
 from tasks.ledger.runs import JobRuns
+from tasks.metrics import TaskMetrics
 from tasks.reconcile import reconcile
 from tasks.runtime import Runtime, build_runtime
 from tasks.sweep import sweep_stale
@@ -40,6 +41,13 @@ def runtime() -> Runtime:
             configure_logging(settings)
             _runtime = build_runtime(settings)
         return _runtime
+
+
+def task_metrics() -> TaskMetrics | None:
+    """This process's task metrics once its runtime is built, else None (never builds it:
+    the metrics endpoint's thread must not)."""
+    with _lock:
+        return _runtime.deps.metrics if _runtime is not None else None
 
 
 @setup_logging.connect
@@ -66,10 +74,15 @@ def _init_worker(sender: Any = None, **_: Any) -> None:
         process_settings().require_for("worker")
     except SettingsError as exc:
         refuse_to_start(exc)
-    pool = getattr(sender, "pool_cls", None)
-    name = pool if isinstance(pool, str) else getattr(pool, "__module__", "")
-    if "prefork" not in str(name):
+    if not pool_is_prefork(sender):
         runtime()
+
+
+def pool_is_prefork(worker: Any) -> bool:
+    """Whether ``worker`` (the worker_init sender) runs its tasks in forked children."""
+    pool = getattr(worker, "pool_cls", None)
+    name = pool if isinstance(pool, str) else getattr(pool, "__module__", "")
+    return "prefork" in str(name)
 
 
 @worker_process_shutdown.connect
@@ -148,6 +161,7 @@ def register(app: Any) -> None:
         rt = runtime()
         redone = sweep_stale(rt.ledger, app, rt.settings)
         JobRuns(rt.redis, rt.keys).record("sweep")
+        rt.deps.metrics.stale_redispatched.inc(redone)
         return redone
 
     @app.task(name=RECONCILE_TASK, acks_late=True)  # type: ignore[untyped-decorator]

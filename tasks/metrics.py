@@ -1,12 +1,17 @@
 """The worker's own Prometheus counters, in one place.
 
 One ``TaskMetrics`` per worker runtime, on its own registry (tests build several in one
-process). Flower exports the task-level view; these count what only the sync knows.
+process). A Celery worker serves it on ``WORKER_METRICS_PORT`` (worker/celery_metrics.py);
+Flower exports the task-level view, these count what only the sync knows.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+
+#: the kinds a task parks an event as: exported at 0 from the start, so that the first
+#: park of a kind is an increase Prometheus sees (a series born at 1 shows none)
+TASK_PARK_KINDS = ("permanent-api-error", "permanent-oms-error", "retries-exhausted", "malformed")
 
 
 class TaskMetrics:
@@ -42,3 +47,27 @@ class TaskMetrics:
             ["dependency"],
             registry=self.registry,
         )
+        # The poller's counter of the same name counts what it parks; a worker's, what
+        # its tasks park: one `sum by (kind)` covers both.
+        self.parked = Counter(
+            "bwp_messages_parked",
+            "Events parked in the DLQ by a task, by kind",
+            ["kind"],
+            registry=self.registry,
+        )
+        for kind in TASK_PARK_KINDS:
+            self.parked.labels(kind)
+        self.retries = Counter(
+            "bwp_sync_retries",
+            "Sync task retries scheduled, by the error class that caused them",
+            ["error"],
+            registry=self.registry,
+        )
+        self.stale_redispatched = Counter(
+            "bwp_stale_events_redispatched",
+            "Queued events whose task was lost, dispatched again by the sweep",
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

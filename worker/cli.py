@@ -11,7 +11,7 @@ import click
 from config.clients import make_sqs
 from config.logging import configure_logging
 from config.settings import Settings, SettingsError, process_settings, refuse_to_start
-from tasks.events.catalog import DELIVERY_EVENTS
+from tasks.events.catalog import DELIVERY_EVENTS, MILESTONE_EVENT
 from tasks.events.samples import build_event, to_body
 
 
@@ -51,6 +51,7 @@ def _no_sandbox(exc: ImportError) -> click.Command:
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="bwp-worker", prog_name="bwp-worker")
 def cli() -> None:
     """bwp-worker: keep an order management system in step with Buy with Prime deliveries."""
 
@@ -71,11 +72,19 @@ def poll(max_polls: int | None) -> None:
     "--queue-url", envvar="SQS_QUEUE_URL", required=True, help="Target queue [SQS_QUEUE_URL]."
 )
 @click.option(
-    "--detail-type", type=click.Choice(sorted(DELIVERY_EVENTS)), default="PACKAGE_DELIVERED"
+    "--detail-type",
+    type=click.Choice([*sorted(DELIVERY_EVENTS), MILESTONE_EVENT]),
+    default="PACKAGE_DELIVERED",
 )
 @click.option("--business-product-id", default="bp-demo")
 @click.option("--order-id", default="322-DEMO-000001")
 @click.option("--delivery-id", default="d-1")
+@click.option(
+    "--tracking-number",
+    default=None,
+    help=f"The tracker a {MILESTONE_EVENT} names (required for it; a pushed tracking number).",
+)
+@click.option("--carrier", default="ups", help=f"The tracker's carrier code ({MILESTONE_EVENT}).")
 @click.option("--event-id", default=None, help="Envelope id (a fresh UUID when omitted).")
 @click.option(
     "--body-file",
@@ -90,14 +99,29 @@ def send_event(
     business_product_id: str,
     order_id: str,
     delivery_id: str,
+    tracking_number: str | None,
+    carrier: str,
     event_id: str | None,
     body_file: Path | None,
     count: int,
 ) -> None:
-    """Publish a sample or hand-written event to a queue, as EventBridge would."""
-    settings = _settings()
+    """Publish a sample or hand-written event to a queue, as EventBridge would.
+
+    A delivery event names the order and the delivery; a milestone event
+    (PACKAGE_TRACKER_MILESTONE_CHANGED) names a carrier and a tracking number instead.
+    """
     if body_file is not None:
         body = body_file.read_text()
+    elif detail_type == MILESTONE_EVENT:
+        if not tracking_number:
+            raise click.UsageError(f"{MILESTONE_EVENT} needs --tracking-number")
+        event = build_event(
+            detail_type,
+            business_product_id=business_product_id,
+            tracker=(carrier, tracking_number),
+            event_id=event_id,
+        )
+        body = to_body(event)
     else:
         event = build_event(
             detail_type,
@@ -107,6 +131,7 @@ def send_event(
             event_id=event_id,
         )
         body = to_body(event)
+    settings = _settings()
     sqs = make_sqs(settings)
     for _ in range(count):
         reply = sqs.send_message(QueueUrl=queue_url, MessageBody=body)

@@ -51,7 +51,7 @@ class PeerConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> PeerConfig:
-        """The contract's variables (shared/contract/README.md); KeyError when one is missing."""
+        """The contract's variables (docs/contract.md); KeyError when one is missing."""
         return cls(
             queue_url=env["SQS_QUEUE_URL"],
             endpoint_url=env.get("AWS_ENDPOINT_URL"),

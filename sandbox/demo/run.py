@@ -125,10 +125,14 @@ def _run(stack: LocalStack, orders: int, keep: bool) -> int:
         CELERY_BROKER_URL=stack.redis_url,
         UNSUPPORTED_EVENTS="ack",
     )
-    worker = stack.start_worker(CELERY_BROKER_URL=stack.redis_url)
+    worker_metrics_port = free_port()
+    worker = stack.start_worker(
+        CELERY_BROKER_URL=stack.redis_url, WORKER_METRICS_PORT=str(worker_metrics_port)
+    )
     say(
         f"  poller (pid {poller.popen.pid}, metrics on :{metrics_port}) and Celery worker "
-        f"(pid {worker.popen.pid}) running; API version {stack.options.api_version}"
+        f"(pid {worker.popen.pid}, metrics on :{worker_metrics_port}) running; "
+        f"API version {stack.options.api_version}"
     )
     try:
         journal = Story(stack, orders, say).run()

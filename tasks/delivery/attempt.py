@@ -61,6 +61,7 @@ def _after_error(
             # an outage: its circuit logs once when it opens and closes, not every task
             runtime.deps.metrics.circuit_waits.labels(exc.dependency).inc()
         else:
+            runtime.deps.metrics.retries.labels(type(exc).__name__).inc()
             log.warning(
                 "sync_retry_scheduled",
                 error=str(exc),
@@ -95,5 +96,6 @@ def _park(step: Park, body: str, dedup_key: str, runtime: Runtime, exc: Exceptio
         )
         return f"failed:{step.kind}"
     runtime.ledger.mark_parked(dedup_key, step.kind)
+    runtime.deps.metrics.parked.labels(step.kind).inc()
     log.error("event_parked", kind=step.kind, reason=step.reason, error_type=type(exc).__name__)
     return f"parked:{step.kind}"

@@ -16,6 +16,7 @@ import structlog
 
 from tasks.errors import DeadLetterUnavailable
 from tasks.sqs.batches import entry_size, send_batches
+from tasks.sqs.errors import describe
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -154,10 +155,10 @@ class DeadLetters:
             try:
                 reply = self._sqs.send_message_batch(QueueUrl=self._url, Entries=batch)
             except botocore.exceptions.BotoCoreError as exc:
-                log.error("dlq_unreachable", error=type(exc).__name__)
+                log.error("dlq_unreachable", **describe(exc))
                 continue
             except botocore.exceptions.ClientError as exc:
-                log.error("dlq_send_failed", error=exc.response.get("Error", {}).get("Code"))
+                log.error("dlq_send_failed", **describe(exc))
                 continue
             for ok in reply.get("Successful", []):
                 parked[int(ok["Id"])] = True

@@ -14,6 +14,7 @@ import botocore.exceptions
 import structlog
 
 from tasks.sqs.batches import MAX_ENTRIES, chunks
+from tasks.sqs.errors import describe
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -84,7 +85,7 @@ class SqsQueue:
                     QueueUrl=self.url, Entries=entries
                 )
         except AWS_ERRORS as exc:
-            log.warning(f"{action}_failed", error=type(exc).__name__, count=len(chunk))
+            log.warning(f"{action}_failed", count=len(chunk), **describe(exc))
             return list(chunk)
         failed = [chunk[int(f["Id"])] for f in reply.get("Failed", [])]
         if failed:

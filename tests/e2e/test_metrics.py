@@ -87,7 +87,7 @@ def test_counters_move_with_the_events_sent(redis_url: str) -> None:
 
 def test_healthz_fails_when_the_loop_has_not_polled_recently() -> None:
     metrics = PollerMetrics()
-    server = MetricsServer(metrics, 0, lambda: heartbeat_fresh(metrics, max_age=60)).start()
+    server = MetricsServer(metrics.render, 0, lambda: heartbeat_fresh(metrics, max_age=60)).start()
     try:
         url = f"http://127.0.0.1:{server.port}/healthz"
         assert httpx.get(url, timeout=5).status_code == 503  # never polled
@@ -130,3 +130,70 @@ def test_send_event_puts_a_sample_event_that_the_worker_syncs(redis_url: str) ->
         assert json.loads(result.stdout)["queueUrl"] == stack.queue_url
         stack.wait_until(lambda: len(pushes(stack, "322-SEND-1")) == 1, what="the push")
         assert pushes(stack, "322-SEND-1")[0]["state"] == "IN_TRANSIT"
+
+
+def send_event(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "worker", "send-event", *args],
+        env=stack.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_send_event_sends_a_milestone_that_the_worker_syncs(redis_url: str) -> None:
+    with LocalStack(StackOptions(redis_url=redis_url)) as stack:
+        stack.start_poller()
+        stack.start_worker()
+        # Given a delivery pushed with its tracking number
+        stack.api.store.add_order("322-SEND-2", "bp-send", [("li", 1, "d-1")])
+        stack.api.store.update_delivery(
+            "322-SEND-2", "d-1", state="IN_TRANSIT", tracking_number="1ZSEND2", carrier_code="UPS"
+        )
+        stack.send_event("PACKAGE_DELIVERY_IN_TRANSIT", "322-SEND-2", "d-1")
+        stack.wait_until(lambda: len(pushes(stack, "322-SEND-2")) == 1, what="the first push")
+        # When the carrier's milestone changes and send-event announces it by its tracker
+        stack.api.store.update_delivery("322-SEND-2", "d-1", milestone="OUT_FOR_DELIVERY")
+        result = send_event(
+            stack,
+            "--detail-type",
+            "PACKAGE_TRACKER_MILESTONE_CHANGED",
+            "--business-product-id",
+            "bp-send",
+            "--carrier",
+            "UPS",  # as the API spells it (the tracker index compares it as is)
+            "--tracking-number",
+            "1ZSEND2",
+        )
+        assert result.returncode == 0, result.stderr
+        # Then the worker finds the delivery by its tracker and pushes the milestone
+        stack.wait_until(lambda: len(pushes(stack, "322-SEND-2")) == 2, what="the milestone push")
+        assert pushes(stack, "322-SEND-2")[1]["tracking"]["milestone"] == "OUT_FOR_DELIVERY"
+
+
+def test_send_event_refuses_a_milestone_without_its_tracker() -> None:
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "worker", "send-event"),
+            *("--queue-url", "http://127.0.0.1:9/0/q"),
+            *("--detail-type", "PACKAGE_TRACKER_MILESTONE_CHANGED"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--tracking-number" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_version_is_the_packages() -> None:
+    from importlib.metadata import version
+
+    result = subprocess.run(
+        [sys.executable, "-m", "worker", "--version"], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == f"bwp-worker, version {version('bwp-worker')}"

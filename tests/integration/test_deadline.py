@@ -158,7 +158,7 @@ def test_a_whole_response_within_the_deadline_is_returned_as_is(
 
 def test_a_slow_loris_client_is_dropped_and_healthz_still_answers() -> None:
     # Given the poller's metrics server with a short socket timeout
-    server = MetricsServer(PollerMetrics(), 0, lambda: True, socket_timeout=0.5).start()
+    server = MetricsServer(PollerMetrics().render, 0, lambda: True, socket_timeout=0.5).start()
     try:
         # When a client opens a connection and sends half a request line, then nothing
         loris = socket.create_connection(("127.0.0.1", server.port))

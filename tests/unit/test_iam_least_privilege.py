@@ -4,7 +4,8 @@ Code is mapped to processes by entry point, not by file path, so that moving mod
 around does not change the answer:
 
 - poller: what the ``bwp-worker poll`` command reaches (its body's imports and theirs);
-- operators: what every other ``bwp-worker`` sub-command reaches (the demo's excepted);
+- operators: what every other ``bwp-worker`` sub-command reaches (the demo's excepted),
+  run as the template's operator task definition;
 - worker: the bodies of the tasks registered on the app ``celery -A tasks`` finds;
 - beat and Flower load that app only and run none of its task bodies.
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import ast
 import inspect
-import json
 import textwrap
 import tomllib
 from collections.abc import Iterable
@@ -32,9 +32,11 @@ import click
 import pytest
 from botocore import xform_name
 
+from tests.unit import cfn
+
 ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / "deploy"
-OPERATOR_ROLE = "bwp-worker-operator"
+#: the operator task definition's container (run-task with a command override)
+OPERATOR_CONTAINER = "ops"
 #: Celery processes that load the app from ``tasks`` but never execute a task body
 APP_ONLY = ("beat", "flower")
 
@@ -180,35 +182,37 @@ def code_actions() -> dict[str, set[str]]:
     }
 
 
-# --- the roles: task definitions -> role -> policy files ----------------------------------
-def as_list(value: str | list[str]) -> list[str]:
-    return [value] if isinstance(value, str) else value
+# --- the roles: the template's task definitions -> task role -> its policies --------------
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
 
 
 @cache
 def roles() -> dict[str, dict[str, set[str]]]:
-    """Role name -> resource -> actions granted."""
-    document = json.loads((DEPLOY / "iam-roles.json").read_text())
+    """Role (logical id) -> resource (resolved ARN) -> actions granted."""
     granted: dict[str, dict[str, set[str]]] = {}
-    for role in document["roles"]:
-        grants = granted.setdefault(role["roleName"], {})
-        for policy in role["policyFiles"]:
-            for statement in json.loads((DEPLOY / policy).read_text())["Statement"]:
-                assert statement["Effect"] == "Allow", policy
-                for resource in as_list(statement["Resource"]):
+    for logical, role in cfn.resources("AWS::IAM::Role").items():
+        if logical == "ExecutionRole":
+            continue  # ECS's, not a process's
+        grants = granted.setdefault(logical, {})
+        for policy in role["Properties"].get("Policies", []):
+            for statement in policy["PolicyDocument"]["Statement"]:
+                assert statement["Effect"] == "Allow", logical
+                for resource in as_list(cfn.resolve(statement["Resource"])):
                     grants.setdefault(resource, set()).update(as_list(statement["Action"]))
     return granted
 
 
 @cache
 def role_of_process() -> dict[str, str]:
-    """Process -> role name: the task definitions' taskRoleArn, and the operators' role."""
-    document = json.loads((DEPLOY / "ecs-task-definition.json").read_text())
+    """Process -> task role: each service's task definition's, and the operator task's."""
     found = {}
-    for definition in document["taskDefinitions"]:
-        [container] = definition["containerDefinitions"]
-        found[container["name"]] = definition["taskRoleArn"].rsplit("/", 1)[-1]
-    return {**found, "operators": OPERATOR_ROLE}
+    for definition in cfn.resources("AWS::ECS::TaskDefinition").values():
+        properties = definition["Properties"]
+        [container] = properties["ContainerDefinitions"]
+        name = "operators" if container["Name"] == OPERATOR_CONTAINER else container["Name"]
+        found[name] = cfn.logical_id(properties["TaskRoleArn"])
+    return found
 
 
 def granted_actions(process: str) -> set[str]:
@@ -217,11 +221,10 @@ def granted_actions(process: str) -> set[str]:
 
 
 def queue_arns() -> tuple[str, str]:
-    document = json.loads((DEPLOY / "ecs-task-definition.json").read_text())
     env: dict[str, Any] = {}
-    for definition in document["taskDefinitions"]:
-        for item in definition["containerDefinitions"][0].get("environment", []):
-            env[item["name"]] = item["value"]
+    for container in cfn.containers().values():
+        for item in container.get("Environment", []):
+            env[item["Name"]] = item["Value"]
 
     def arn(url: str) -> str:
         host, account, name = url.removeprefix("https://").split("/")
@@ -237,7 +240,7 @@ PROCESSES = ("poller", "worker", "beat", "flower", "operators")
 def test_every_process_has_a_role_of_its_own() -> None:
     # Given the task definitions and the operators' role
     mapping = role_of_process()
-    # Then there are five roles, one per process, each described in iam-roles.json
+    # Then there are five roles, one per process, and no role without a process
     assert set(mapping) == set(PROCESSES)
     assert len(set(mapping.values())) == len(PROCESSES), mapping
     assert set(mapping.values()) == set(roles())
@@ -263,7 +266,8 @@ def test_the_scan_finds_the_calls_it_should() -> None:
     assert {"sqs:ReceiveMessage", "sqs:DeleteMessage"} <= code_actions()["poller"]
     assert "sqs:SendMessage" in code_actions()["worker"]
     assert "sqs:GetQueueAttributes" in code_actions()["operators"]
-    assert code_actions()["poller"] != code_actions()["operators"]
+    assert "sqs:GetQueueAttributes" in code_actions()["poller"]  # the start check
+    assert code_actions()["worker"] != code_actions()["operators"]
     actions, _ = calls_and_imports(ast.parse("c.change_message_visibility_batch(Entries=[])"), "")
     assert actions == {"sqs:ChangeMessageVisibility"}
 
@@ -283,8 +287,13 @@ def test_each_role_touches_only_the_queues_it_should() -> None:
     # Then the grants per queue are these (the poller and operators alone touch the queue)
     expected = {
         "poller": {
-            queue: {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"},
-            dlq: {"sqs:SendMessage"},
+            queue: {
+                "sqs:ReceiveMessage",
+                "sqs:DeleteMessage",
+                "sqs:ChangeMessageVisibility",
+                "sqs:GetQueueAttributes",
+            },
+            dlq: {"sqs:SendMessage", "sqs:GetQueueAttributes"},
         },
         "worker": {dlq: {"sqs:SendMessage"}},
         "beat": {},
@@ -304,8 +313,9 @@ def test_each_role_touches_only_the_queues_it_should() -> None:
 
 
 def test_roles_are_assumed_by_ecs_tasks_of_this_account_only() -> None:
-    document = json.loads((DEPLOY / "iam-roles.json").read_text())
-    [statement] = document["trustPolicy"]["Statement"]
-    assert statement["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
-    assert statement["Action"] == "sts:AssumeRole"
-    assert "aws:SourceAccount" in statement["Condition"]["StringEquals"]
+    for logical, role in cfn.resources("AWS::IAM::Role").items():
+        [statement] = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert statement["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}, logical
+        assert statement["Action"] == "sts:AssumeRole"
+        account = statement["Condition"]["StringEquals"]["aws:SourceAccount"]
+        assert account == {"Ref": "AWS::AccountId"}, logical

@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.unit import cfn
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 METRIC_TYPES = ("Counter", "Gauge", "Histogram", "Summary")
@@ -251,8 +253,22 @@ def test_the_dashboard_covers_what_operators_watch() -> None:
         "bwp_loop_errors_total",
         "flower_task_runtime_seconds_bucket",
         "flower_events_total",
+        # what only the workers know (their own /metrics)
+        "bwp_sync_retries_total",
+        "bwp_stale_events_redispatched_total",
+        "bwp_sibling_deliveries_skipped_total",
+        "bwp_milestone_unknown_trackers_total",
     ):
         assert needed in read, needed
+
+
+def test_no_alert_stands_in_for_a_worker_metric_with_flower_events() -> None:
+    # The workers count retries and the sweep's re-dispatches themselves (issue 21)
+    rules = {rule["alert"]: rule["expr"] for rule in alert_rules()}
+    assert "bwp_sync_retries_total" in rules["BwpApiThrottlingOrOutage"]
+    assert "bwp_stale_events_redispatched_total" in rules["BwpSweepRedispatching"]
+    for name in ("BwpApiThrottlingOrOutage", "BwpSweepRedispatching"):
+        assert "flower_" not in rules[name], name
 
 
 def test_the_alerts_cover_the_failure_modes() -> None:
@@ -283,26 +299,22 @@ def test_a_wrong_name_would_be_caught(expr: str) -> None:
 
 
 def test_cloudwatch_alarms_watch_the_deployed_queues() -> None:
-    # Given the queues the task definitions name
-    document = json.loads((DEPLOY / "ecs-task-definition.json").read_text())
-    env = {
-        item["name"]: item["value"]
-        for definition in document["taskDefinitions"]
-        for item in definition["containerDefinitions"][0].get("environment", [])
-    }
-    queue = env["SQS_QUEUE_URL"].rsplit("/", 1)[-1]
-    dlq = env["SQS_DLQ_URL"].rsplit("/", 1)[-1]
-    # Then every alarm reads a real SQS metric of one of them
+    # Given the queues of the template (the event queue, the parking and redrive DLQs)
+    queues = {logical for logical in cfn.resources("AWS::SQS::Queue")}
+    # Then every alarm reads a real SQS metric of one of them and notifies someone
     watched = set()
-    for alarm in json.loads((DEPLOY / "cloudwatch-alarms.json").read_text())["alarms"]:
+    for name, resource in cfn.resources("AWS::CloudWatch::Alarm").items():
+        alarm = resource["Properties"]
         stats = [alarm, *[m["MetricStat"]["Metric"] for m in alarm.get("Metrics", [])[:1]]]
         for metric in [s for s in stats if "MetricName" in s]:
-            assert metric["Namespace"] == "AWS/SQS", alarm["AlarmName"]
-            assert metric["MetricName"] in SQS_METRICS, alarm["AlarmName"]
+            assert metric["Namespace"] == "AWS/SQS", name
+            assert metric["MetricName"] in SQS_METRICS, name
             [dimension] = metric["Dimensions"]
-            assert dimension["Name"] == "QueueName" and dimension["Value"] in {queue, dlq}
-            watched.add((metric["MetricName"], dimension["Value"]))
-        assert alarm["AlarmActions"], alarm["AlarmName"]
-    # And the two alarms the runbook promises exist
-    assert ("ApproximateAgeOfOldestMessage", queue) in watched
-    assert ("ApproximateNumberOfMessagesVisible", dlq) in watched
+            queue = cfn.logical_id(dimension["Value"])
+            assert dimension["Name"] == "QueueName" and queue in queues, name
+            watched.add((metric["MetricName"], queue))
+        assert [cfn.logical_id(a) for a in alarm["AlarmActions"]] == ["AlarmTopic"], name
+    # And the alarms the runbook promises exist
+    assert ("ApproximateAgeOfOldestMessage", "EventQueue") in watched
+    assert ("ApproximateNumberOfMessagesVisible", "ParkingDeadLetterQueue") in watched
+    assert ("ApproximateNumberOfMessagesVisible", "RedriveDeadLetterQueue") in watched

@@ -74,7 +74,7 @@ def test_empty_environment_has_no_secrets() -> None:
 @pytest.mark.parametrize(
     ("variable", "value", "field", "expected"),
     [
-        ("SQS_QUEUE_URL", "http://sqs.local/q", "sqs_queue_url", "http://sqs.local/q"),
+        ("SQS_QUEUE_URL", "http://sqs.local/1/q", "sqs_queue_url", "http://sqs.local/1/q"),
         ("AWS_REGION", "eu-west-1", "aws_region", "eu-west-1"),
         ("BWP_API_VERSION", "2024-01-01", "bwp_api_version", "2024-01-01"),
         ("BWP_API_VERSION", "2024-04-01", "bwp_api_version", "2024-04-01"),
@@ -300,3 +300,99 @@ def test_consistent_settings_load(clean_env: pytest.MonkeyPatch, env: dict[str, 
 
 def test_the_defaults_hold_together() -> None:
     assert load_settings().contradictions() == []
+
+
+# --- URLs, regions and queues (issue 21): refused at start, one line each -------------
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"REDIS_URL": "localhost:6379"}, "REDIS_URL: must start with redis://"),
+        ({"REDIS_URL": "redis://cache:port/0"}, "REDIS_URL: is not a valid URL"),
+        ({"REDIS_URL": "redis://cache:6379/zero"}, "REDIS_URL: its path must be a database"),
+        ({"REDIS_URL": ""}, "REDIS_URL: must be a URL"),
+        ({"CELERY_BROKER_URL": "cache:6379"}, "CELERY_BROKER_URL: must be a broker URL"),
+        ({"AWS_REGION": "us east 1"}, "AWS_REGION: 'us east 1' is not an AWS region"),
+        ({"AWS_REGION": "US-EAST-1"}, "AWS_REGION: 'US-EAST-1' is not an AWS region"),
+        ({"AWS_ENDPOINT_URL": "localhost:4566"}, "AWS_ENDPOINT_URL: must start with http"),
+        ({"SQS_QUEUE_URL": "not-a-url"}, "SQS_QUEUE_URL: must start with http"),
+        ({"SQS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/q"}, "SQS_QUEUE_URL: is not a"),
+        (
+            {"SQS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1234/bwp-events"},
+            "SQS_QUEUE_URL: names no 12-digit account id",
+        ),
+        (
+            {"SQS_QUEUE_URL": "http://sqs.us-east-1.amazonaws.com/123456789012/bwp-events"},
+            "SQS_QUEUE_URL: must use https://",
+        ),
+        (
+            {"SQS_DLQ_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/bwp events"},
+            "SQS_DLQ_URL: must be a URL without spaces",
+        ),
+        (
+            {"SQS_DLQ_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/bwp.events"},
+            "SQS_DLQ_URL: ends in an invalid queue name",
+        ),
+        (
+            {"SQS_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/bwp-events"},
+            "SQS_QUEUE_URL names a queue in eu-west-1 but AWS_REGION is us-east-1",
+        ),
+        ({"OMS_URL": "https:///deliveries"}, "OMS_URL: names no host"),
+        ({"BWP_API_URL": "api.example/graphql"}, "BWP_API_URL: must be an https:// URL"),
+        ({"HTTPS_PROXY": "proxy.invalid:3128"}, "HTTPS_PROXY: must start with http"),
+        ({"http_proxy": "socks5://proxy.invalid:1080"}, "HTTP_PROXY: must start with http"),
+    ],
+)
+def test_a_malformed_url_region_or_queue_is_refused_naming_it(
+    clean_env: pytest.MonkeyPatch, env: dict[str, str], expected: str
+) -> None:
+    for name, value in env.items():
+        clean_env.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert str(caught.value).startswith(expected), str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_malformed_redis_url_is_named_without_its_password(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    clean_env.setenv("REDIS_URL", "redis://:hunter2-secret@cache:63x9/0")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert "REDIS_URL" in str(caught.value)
+    assert "hunter2-secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"SQS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/bwp-events"},
+        {"SQS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/bwp-events.fifo"},
+        {"SQS_QUEUE_URL": "https://queue.amazonaws.com/123456789012/bwp-events"},
+        {
+            "SQS_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/bwp-events",
+            "AWS_REGION": "eu-west-1",
+        },
+        {
+            # an emulator: the endpoint decides, the host's region is not AWS's
+            "SQS_QUEUE_URL": "http://sqs.eu-west-1.localhost.localstack.cloud:4566/000000000000/q",
+            "AWS_ENDPOINT_URL": "http://localhost:4566",
+        },
+        {"SQS_QUEUE_URL": "http://127.0.0.1:5000/123456789012/bwp-1234"},
+        {"SQS_DLQ_URL": ""},
+        {"AWS_REGION": "us-gov-west-1"},
+        {"AWS_REGION": "cn-north-1"},
+        {"REDIS_URL": "rediss://:tok@cache.example:6380/2?ssl_ca_certs=/ca.pem"},
+        {"REDIS_URL": "unix:///var/run/redis.sock"},
+        {"CELERY_BROKER_URL": "amqp://guest:guest@rabbit:5672//"},
+        {"HTTPS_PROXY": "http://proxy.invalid:3128", "NO_PROXY": ".internal,169.254.169.254"},
+    ],
+)
+def test_well_formed_urls_regions_and_queues_are_accepted(
+    clean_env: pytest.MonkeyPatch, env: dict[str, str]
+) -> None:
+    for name, value in env.items():
+        clean_env.setenv(name, value)
+    load_settings()

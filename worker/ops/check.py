@@ -31,6 +31,7 @@ from config.secrets import Redactor
 from config.settings import REQUIRED, Settings, is_unset
 from tasks.celery import make_app
 from tasks.order_api.token import Credentials
+from tasks.sqs.errors import one_line
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -79,7 +80,7 @@ class Probes:
             settings,
             make_sqs(settings, probe_timeout=timeout),
             make_redis(settings.redis_url, probe_timeout=timeout),
-            make_http(probe_timeout=timeout),
+            make_http(settings, probe_timeout=timeout),
             make_app(settings),
             timeout,
         )
@@ -120,8 +121,7 @@ def _queue(probes: Probes, name: str, url: str | None, variable: str) -> CheckRe
     try:
         attrs = probes.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=_QUEUE_ATTRIBUTES)
     except botocore.exceptions.ClientError as exc:
-        error = exc.response.get("Error", {})
-        return CheckResult(name, "fail", f"{error.get('Code')}: {error.get('Message')}")
+        return CheckResult(name, "fail", one_line(exc))
     except botocore.exceptions.BotoCoreError as exc:
         return CheckResult(name, "fail", f"unreachable: {type(exc).__name__}: {exc}")
     values = attrs.get("Attributes", {})

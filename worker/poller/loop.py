@@ -29,6 +29,7 @@ from tasks.http.circuit import Circuits
 from tasks.ledger.events import Ledger
 from tasks.ledger.runs import JobRuns
 from tasks.sqs.dlq import DeadLetters, Parcel
+from tasks.sqs.errors import describe
 from tasks.sqs.queue import AWS_ERRORS, SqsQueue
 from worker.poller.config import PollerConfig
 from worker.poller.deletes import PendingDeletes
@@ -315,7 +316,7 @@ class Poller:
             )
         except AWS_ERRORS as exc:
             self.metrics.errors.labels("receive").inc()
-            log.warning("receive_failed", error=type(exc).__name__)
+            log.warning("receive_failed", **describe(exc))
             stop.wait(self._cfg.error_backoff)
             return None
         return messages

@@ -181,11 +181,14 @@ class PollerMetrics:
 
 
 class MetricsServer:
-    """Serves ``/metrics`` and ``/healthz``; healthy while ``healthy()`` is true."""
+    """Serves ``/metrics`` (what ``render()`` returns, Prometheus's text format) and
+    ``/healthz``; healthy while ``healthy()`` is true. The poller serves its
+    ``PollerMetrics.render``, a Celery worker its task metrics (worker/celery_metrics.py).
+    Raises OSError when the port is taken."""
 
     def __init__(
         self,
-        metrics: PollerMetrics,
+        render: Callable[[], bytes],
         port: int,
         healthy: Callable[[], bool],
         *,
@@ -200,7 +203,7 @@ class MetricsServer:
 
             def do_GET(self) -> None:
                 if self.path == "/metrics":
-                    self._reply(200, metrics.render(), CONTENT_TYPE_LATEST)
+                    self._reply(200, render(), CONTENT_TYPE_LATEST)
                 elif self.path == "/healthz":
                     ok = healthy()
                     self._reply(200 if ok else 503, b"ok\n" if ok else b"stale\n", "text/plain")

@@ -22,6 +22,7 @@ from tasks.sqs.dlq import DeadLetters
 from worker.poller.config import PollerConfig
 from worker.poller.loop import Poller
 from worker.poller.metrics import MetricsServer, Totals, heartbeat_fresh
+from worker.poller.preflight import check_queues
 
 log = structlog.get_logger("bwp.poller")
 
@@ -60,6 +61,7 @@ def build_poller(settings: Settings) -> tuple[Poller, redis.Redis]:
     assert settings.sqs_queue_url is not None
     sqs = make_sqs(settings)
     control = make_sqs(settings, control=True)
+    check_queues(control, settings)  # a missing queue or a denial: exit 2 (SettingsError)
     client = make_redis(settings.redis_url)
     config = PollerConfig(
         queue_url=settings.sqs_queue_url,
@@ -111,7 +113,9 @@ def run_poller(settings: Settings, max_polls: int | None = None) -> Totals:
         # backpressure): only a loop that is stuck or gone goes stale.
         max_age = HEALTHY_WITHIN_SECONDS
         server = MetricsServer(
-            poller.metrics, settings.metrics_port, lambda: heartbeat_fresh(poller.metrics, max_age)
+            poller.metrics.render,
+            settings.metrics_port,
+            lambda: heartbeat_fresh(poller.metrics, max_age),
         ).start()
         log.info("metrics_serving", port=server.port)
     try:
