@@ -21,6 +21,7 @@ import structlog
 
 from tasks.dispatch import Dispatcher
 from tasks.errors import LedgerUnavailable
+from tasks.events.envelope import MAX_DELIVERIES_PER_EVENT
 from tasks.ledger.events import Ledger
 from tasks.sqs.dlq import DeadLetters, Parcel
 from tasks.sqs.queue import AWS_ERRORS, SqsQueue
@@ -64,6 +65,8 @@ class PollerConfig:
     outage_log_interval: float = 30.0
     #: how long a stopping poller waits past its long poll for the receive to come back
     shutdown_grace: float = 5.0
+    #: order/delivery pairs one event may name (MAX_DELIVERIES_PER_EVENT)
+    max_deliveries: int = MAX_DELIVERIES_PER_EVENT
 
     @property
     def extend_margin(self) -> float:
@@ -96,6 +99,7 @@ class Poller:
             self.metrics,
             park_unsupported=config.park_unsupported,
             clock=clock,
+            max_deliveries=config.max_deliveries,
         )
         self._clock = clock
         self._gate = IntakeGate(

@@ -66,6 +66,7 @@ def build_poller(settings: Settings) -> tuple[Poller, redis.Redis]:
         shutdown_grace=settings.shutdown_grace_seconds,
         max_held=settings.max_held_messages,
         settle_interval=settings.settle_interval_seconds,
+        max_deliveries=settings.max_deliveries_per_event,
     )
     poller = Poller(
         sqs,
