@@ -11,12 +11,15 @@ from tasks.errors import (
     DeliveryBusy,
     OrderNotVisibleYet,
     RetryableError,
+    TrackerUnknownYet,
 )
 
 #: how often a task waits for an API that lags behind the event before giving up
 BEHIND_MAX_RETRIES = 3
 #: a delivery lock is held for one query and one push: waiting for it is cheap
 BUSY_MAX_RETRIES = 100
+#: how a milestone whose tracker stayed unknown is marked done
+UNKNOWN_TRACKER = "unknown_tracker"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,8 @@ class GiveUp:
     """Stop retrying without parking: the work that mattered is done."""
 
     reason: str
+    #: how the event is marked done
+    how: str = "api_behind"
 
 
 def _countdown(policy: RetryPolicy, failures: int, exc: BaseException, rng: random.Random) -> float:
@@ -55,7 +60,7 @@ def _countdown(policy: RetryPolicy, failures: int, exc: BaseException, rng: rand
     return wait
 
 
-def next_step(
+def next_step(  # noqa: PLR0911 - one decision per kind of error
     exc: BaseException,
     *,
     failures: int,
@@ -74,6 +79,10 @@ def next_step(
         if failures < BEHIND_MAX_RETRIES:
             return Retry(_countdown(policy, failures, exc, rng), failures + 1, busy)
         return GiveUp(reason)
+    if isinstance(exc, TrackerUnknownYet):  # its IN_TRANSIT may be on the way: as not-found
+        if failures < policy.not_found_max_retries:
+            return Retry(_countdown(policy, failures, exc, rng), failures + 1, busy)
+        return GiveUp(reason, how=UNKNOWN_TRACKER)
     budget = (
         policy.not_found_max_retries if isinstance(exc, OrderNotVisibleYet) else policy.max_retries
     )
