@@ -166,6 +166,14 @@ class Settings(BaseSettings):
     settle_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     #: how long a stopping poller waits past its long poll for the receive to return
     shutdown_grace_seconds: float = Field(default=5.0, ge=0, le=25)
+    #: order/delivery pairs one event's resources may name (one task syncs them all);
+    #: an event naming more is parked as malformed
+    max_deliveries_per_event: int = Field(default=20, ge=1, le=1000)
+    #: milestone events for one tracker within this window share one order query (the
+    #: others wait it out, then are covered by a later query); 0 queries for each
+    milestone_coalesce_seconds: float = Field(default=10.0, ge=0, le=600)
+    #: the share of API_RATE_PER_SECOND (and API_BURST) that milestone queries may use
+    milestone_api_share: float = Field(default=0.25, gt=0, le=1)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

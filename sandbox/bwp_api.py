@@ -9,10 +9,16 @@ HTTP paths (``build_app``):
   ``x-api-version`` (400), JSON body, GraphQL parse and validation (400
   ``ValidationError``), then one injected fault per order query, then execution with
   ``x-api-target-id`` checked against the order's business product id (HTTP 200
-  ``AccessDeniedError``; unknown order HTTP 200 ``ResourceNotFoundError``).
+  ``AccessDeniedError``; unknown order HTTP 200 ``ResourceNotFoundError``). Credentials
+  without the package-tracker permission (``tracker_permission=False``) get HTTP 200
+  ``AccessDeniedError`` on ``order`` for any query that selects ``packageTracker`` (the
+  case the docs leave open: Read Order alone may not reach the tracker fields). Error
+  entries carry ``classification {type errorType errorCode}`` with documented names
+  (``sandbox.bwp_errors``).
 - ``GET /_sandbox/stats``; ``POST /_sandbox/faults`` ``{"kind", "count", "retry_after"}``;
   ``POST /_sandbox/down`` ``{"graphql": bool, "token": bool}`` (HTTP 503 from the
   endpoint until set back: an outage, as opposed to a counted fault);
+  ``POST /_sandbox/permissions`` ``{"packageTracker": bool}``;
   ``POST /_sandbox/clear-faults``; ``POST /_sandbox/latency`` ``{"seconds"}``;
   ``POST /_sandbox/invalidate-tokens``; ``POST /_sandbox/orders`` ``{"orderId",
   "businessProductId", "lineItems": [{"id", "quantity", "deliveryId"}]}``;
@@ -63,10 +69,19 @@ from sandbox.bwp_store import Delivery, OrderStore
 from sandbox.publisher import MilestonePublisher, Publisher
 
 FAULT_KINDS: Final = frozenset(
-    {"throttle", "http429", "http503", "internal", "not_found", "validation", "access_denied"}
+    {
+        "throttle",
+        "http429",
+        "http503",
+        "internal",
+        "not_found",
+        "validation",
+        "access_denied",
+        "conflict",
+    }
 )
 #: faults answered as HTTP 200 with an errors[] entry on the order field
-_IN_BAND: Final = frozenset({"throttle", "internal", "not_found", "access_denied"})
+_IN_BAND: Final = frozenset({"throttle", "internal", "not_found", "access_denied", "conflict"})
 
 
 @dataclass(frozen=True)
@@ -107,6 +122,8 @@ class SandboxApi:
         self._down: set[str] = set()
         self._counts: Counter[str] = Counter()
         self._by_order: Counter[str] = Counter()
+        #: the credentials hold the package-tracker permission (View Package Tracker Data)
+        self.tracker_permission = True
 
     # tokens
     def issue_token(self, client_id: str, client_secret: str) -> str | None:
@@ -186,6 +203,7 @@ class SandboxApi:
                 "order_queries": self._counts["order_queries"],
                 "order_queries_by_order": dict(self._by_order),
                 "mutations": self._counts["mutations"],
+                "tracker_denied": self._counts["tracker_denied"],
                 "faults_pending": len(self._faults),
             }
 
@@ -264,6 +282,24 @@ def _order_id(field: FieldNode, variables: dict[str, Any] | None) -> str | None:
             if isinstance(value, dict) and value.get("orderId") is not None:
                 return str(value["orderId"])
     return None
+
+
+def _selects(node: Any, name: str) -> bool:
+    """Some field under ``node``'s selection set (fragments aside) is called ``name``."""
+    selection_set = getattr(node, "selection_set", None)
+    for selection in selection_set.selections if selection_set else ():
+        if isinstance(selection, FieldNode) and selection.name.value == name:
+            return True
+        if _selects(selection, name):
+            return True
+    return False
+
+
+def _tracker_denied(field: FieldNode) -> Response:
+    key = field.alias.value if field.alias is not None else field.name.value
+    message = "Access denied: packageTracker needs the View Package Tracker Data permission"
+    entry = error_entry("access_denied", message, [key])
+    return JSONResponse({"errors": [entry], "data": {key: None}})
 
 
 def _fault_response(fault: Fault, field: FieldNode) -> Response:
@@ -345,10 +381,12 @@ def _graphql_endpoint(api: SandboxApi) -> Any:
         operation = _operation(prepared.document, prepared.operation_name)
         if operation is not None and operation.operation is OperationType.MUTATION:
             api.count("mutations")
-        if (field := _order_field(operation)) is not None and (
-            fault := api.record_order_query(_order_id(field, prepared.variables))
-        ):
-            return _fault_response(fault, field)
+        if (field := _order_field(operation)) is not None:
+            if fault := api.record_order_query(_order_id(field, prepared.variables)):
+                return _fault_response(fault, field)
+            if not api.tracker_permission and _selects(field, "packageTracker"):
+                api.count("tracker_denied")
+                return _tracker_denied(field)
         context = Context(api, prepared.generation, request.headers.get("x-api-target-id"))
         result = execute_sync(
             schema_for(prepared.generation),
@@ -407,6 +445,16 @@ def _admin_move(api: SandboxApi, body: dict[str, Any]) -> Delivery:
     return api.move(body["orderId"], body["deliveryId"], body.get("state"), **options)
 
 
+def _permissions_route(api: SandboxApi) -> Route:
+    """``POST /_sandbox/permissions {"packageTracker": bool}``: grant or revoke it."""
+
+    async def permissions(request: Request) -> Response:
+        api.tracker_permission = bool((await request.json())["packageTracker"])
+        return Response(status_code=204)
+
+    return Route("/_sandbox/permissions", permissions, methods=["POST"])
+
+
 def _admin_routes(api: SandboxApi) -> list[Route]:
     async def stats(_: Request) -> Response:
         return JSONResponse(api.stats())
@@ -451,6 +499,7 @@ def _admin_routes(api: SandboxApi) -> list[Route]:
         Route("/_sandbox/latency", latency, methods=["POST"]),
         Route("/_sandbox/invalidate-tokens", invalidate, methods=["POST"]),
         _down_route(api),
+        _permissions_route(api),
         Route("/_sandbox/orders", orders, methods=["POST"]),
         Route("/_sandbox/move", move, methods=["POST"]),
     ]

@@ -1,4 +1,9 @@
-"""GraphQL error entries as the Buy with Prime API writes them (buy-with-prime-api.md §6)."""
+"""GraphQL error entries as the Buy with Prime API writes them (docs/buy-with-prime-api.md
+section 6): ``extensions.classification`` holds the ``type`` (ThrottlingError, …), an
+``errorType`` (…Exception) and an ``errorCode``. The documented codes are names
+(``ResourceNotFoundException``, ``PackageTrackerNotAvailableForUpdate``) or "N/A", never
+HTTP numbers; the sandbox error pages name the type ``ConflictException``.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,22 @@ from typing import Any, Final
 from graphql import GraphQLError
 
 #: error kind -> (classification type, errorType, errorCode)
-CLASSIFICATIONS: Final[dict[str, tuple[str, str, int]]] = {
-    "throttle": ("ThrottlingError", "ThrottlingException", 429),
-    "internal": ("InternalServerError", "InternalServerException", 500),
-    "not_found": ("ResourceNotFoundError", "ResourceNotFoundException", 404),
-    "validation": ("ValidationError", "ValidationException", 400),
-    "access_denied": ("AccessDeniedError", "AccessDeniedException", 403),
+CLASSIFICATIONS: Final[dict[str, tuple[str, str, str]]] = {
+    "throttle": ("ThrottlingError", "ThrottlingException", "N/A"),
+    "internal": ("InternalServerError", "InternalServerException", "N/A"),
+    "not_found": (
+        "ResourceNotFoundError",
+        "ResourceNotFoundException",
+        "ResourceNotFoundException",
+    ),
+    "validation": ("ValidationError", "ValidationException", "N/A"),
+    "access_denied": ("AccessDeniedError", "AccessDeniedException", "N/A"),
+    "conflict": ("ConflictError", "ConflictException", "N/A"),
+    "tracker_not_available": (
+        "ConflictError",
+        "ConflictException",
+        "PackageTrackerNotAvailableForUpdate",
+    ),
 }
 
 
@@ -39,7 +54,13 @@ UNAUTHORIZED: Final[dict[str, Any]] = {
     "errors": [
         {
             "message": "Unauthorized",
-            "extensions": {"classification": {"type": "UnauthorizedError", "errorCode": 401}},
+            "extensions": {
+                "classification": {
+                    "type": "UnauthorizedError",
+                    "errorType": "UnauthorizedException",
+                    "errorCode": "N/A",
+                }
+            },
         }
     ]
 }

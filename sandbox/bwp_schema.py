@@ -12,9 +12,12 @@ fails validation. Sandbox choices where the docs are silent:
 - ``trackingDetails`` / ``packageTracker`` are null while a delivery has neither a
   tracking number nor a carrier.
 - 2024-01's ``estimatedDeliveryDate`` is the latest estimate (else the earliest).
-- Mutations take ``input: {orderId, deliveryId, state, reason, trackingNumber,
-  carrierCode}`` (2024-11 adds ``trackingUrl`` and ``milestone``), every field but the
-  ids optional, and return the updated detail (``DeliveryDetail`` / ``PackageDetail``).
+- Mutations have the documented shape (``sandbox.bwp_mutations`` says what each may do):
+  ``updateOrderPackageInformation(orderIdentifier: {orderId}, input: {packageInformation:
+  {details: [{id, packageState: {packageInformationState: {state reason}} |
+  {packageTrackerState: {...}}}]}})`` and ``updateOrderDeliveryInformation(input:
+  {orderId, details: [{id, deliveryInformationState | packageTrackerState}]})``, each
+  returning ``{ order }``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any, Final, Protocol
 from graphql import GraphQLResolveInfo, GraphQLSchema, build_schema
 
 from sandbox.bwp_errors import api_error
+from sandbox.bwp_mutations import changes_of, move_of
 from sandbox.bwp_store import MILESTONES, Delivery, Order, OrderStore
 
 GENERATIONS: Final[dict[str, str]] = {
@@ -45,16 +49,31 @@ type Amount { unit: AmountUnit! value: Int }
 type OrderLineItem { lineItem: LineItemReference! amount: Amount }
 type LineItemReference { id: String! }
 type DetailsFor { orderLineItems: [OrderLineItem!]! }
-"""
+enum MilestoneCode { MILESTONE_CODES }
+input PackageTrackerIdentifierInput { trackingNumber: String! carrierCode: String! }
+input PackageTrackerStateInput {
+  packageTrackerIdentifier: PackageTrackerIdentifierInput!
+  status: MilestoneCode
+  trackingUrl: String
+}
+""".replace("MILESTONE_CODES", " ".join(sorted(MILESTONES)))
 
 _SDL_2024_01 = """
 type Mutation {
-  updateOrderDeliveryInformation(input: UpdateOrderDeliveryInformationInput!): DeliveryDetail
+  updateOrderDeliveryInformation(
+    input: UpdateOrderDeliveryInformationInput!
+  ): UpdateOrderDeliveryInformationResponse
 }
 input UpdateOrderDeliveryInformationInput {
-  orderId: String! deliveryId: String! state: DeliveryState reason: CancellationReason
-  trackingNumber: String carrierCode: String
+  orderId: String! details: [DeliveryInformationDetailsInput!]!
 }
+input DeliveryInformationDetailsInput {
+  id: String!
+  deliveryInformationState: DeliveryInformationStateInput
+  packageTrackerState: PackageTrackerStateInput
+}
+input DeliveryInformationStateInput { state: DeliveryState! reason: CancellationReason }
+type UpdateOrderDeliveryInformationResponse { order: Order }
 type Order { id: String! lineItems: [LineItem!]! deliveryInformation: DeliveryInformation }
 type LineItem { id: String! amount: Amount deliveryInformation: DeliveryInformation }
 type DeliveryInformation { details: [DeliveryDetail!]! }
@@ -66,32 +85,38 @@ type DeliveryDetail {
 type TrackingDetails { trackingId: String carrierCode: String }
 """
 
-_SDL_2024_11 = f"""
-type Mutation {{
-  updateOrderPackageInformation(input: UpdateOrderPackageInformationInput!): PackageDetail
-}}
-input UpdateOrderPackageInformationInput {{
-  orderId: String! deliveryId: String! state: DeliveryState reason: CancellationReason
-  trackingNumber: String carrierCode: String trackingUrl: String milestone: MilestoneCode
-}}
-type Order {{ id: String! lineItems: [LineItem!]! packageInformation: PackageInformation }}
-type LineItem {{ id: String! amount: Amount packageInformation: PackageInformation }}
-type PackageInformation {{ details: [PackageDetail!]! }}
-type PackageDetail {{
+_SDL_2024_11 = """
+type Mutation {
+  updateOrderPackageInformation(
+    orderIdentifier: OrderIdentifierInput!, input: UpdateOrderPackageInformationInput!
+  ): UpdateOrderPackageInformationResponse
+}
+input UpdateOrderPackageInformationInput { packageInformation: PackageInformationInput! }
+input PackageInformationInput { details: [PackageInformationDetailsInput!]! }
+input PackageInformationDetailsInput { id: String! packageState: PackageStateInput! }
+input PackageStateInput {
+  packageInformationState: PackageInformationStateInput
+  packageTrackerState: PackageTrackerStateInput
+}
+input PackageInformationStateInput { state: DeliveryState! reason: CancellationReason }
+type UpdateOrderPackageInformationResponse { order: Order }
+type Order { id: String! lineItems: [LineItem!]! packageInformation: PackageInformation }
+type LineItem { id: String! amount: Amount packageInformation: PackageInformation }
+type PackageInformation { details: [PackageDetail!]! }
+type PackageDetail {
   id: String! state: DeliveryState! reason: CancellationReason
   packageInformationDetailsFor: DetailsFor packageTracker: PackageTracker
-}}
-type PackageTracker {{
+}
+type PackageTracker {
   packageTrackerIdentifier: PackageTrackerIdentifier
   estimatedDeliveryDate: EstimatedDeliveryDate
   latestMilestone: Milestone
   trackingUrl: String
-}}
-type PackageTrackerIdentifier {{ trackingNumber: String carrierCode: String }}
-type EstimatedDeliveryDate {{ earliest: String latest: String }}
-type Milestone {{ status: MilestoneStatus! occurredAt: String }}
-type MilestoneStatus {{ code: MilestoneCode! }}
-enum MilestoneCode {{ {" ".join(sorted(MILESTONES))} }}
+}
+type PackageTrackerIdentifier { trackingNumber: String carrierCode: String }
+type EstimatedDeliveryDate { earliest: String latest: String }
+type Milestone { status: MilestoneStatus! occurredAt: String }
+type MilestoneStatus { code: MilestoneCode! }
 """
 
 
@@ -231,22 +256,20 @@ def _resolve_order(info: GraphQLResolveInfo[Context], **args: Any) -> dict[str, 
 
 
 def _resolve_update(info: GraphQLResolveInfo[Context], **args: Any) -> dict[str, Any]:
-    request = args["input"]
+    """A documented sandbox mutation: every detail is checked before any is applied."""
     context = info.context
-    order = _visible_order(context, request["orderId"])
-    if request["deliveryId"] not in order.deliveries:
-        raise api_error("not_found", f"Delivery {request['deliveryId']} not found")
-    delivery = context.backend.move(
-        order.id,
-        request["deliveryId"],
-        request.get("state"),
-        reason=request.get("reason"),
-        tracking_number=request.get("trackingNumber"),
-        carrier_code=request.get("carrierCode"),
-        tracking_url=request.get("trackingUrl"),
-        milestone=request.get("milestone"),
-    )
-    return _SHAPES[context.generation][1](delivery)
+    order_id, changes = changes_of(context.generation, args)
+    order = _visible_order(context, order_id)
+    moves = []
+    for change in changes:
+        delivery = order.deliveries.get(change.delivery_id)
+        if delivery is None:
+            raise api_error("not_found", f"Package {change.delivery_id} not found")
+        moves.append((change.delivery_id, move_of(delivery, change)))
+    for delivery_id, move in moves:
+        fields = {name: value for name, value in move.items() if name != "state"}
+        context.backend.move(order.id, delivery_id, move["state"], **fields)
+    return {"order": order_data(_visible_order(context, order.id), context.generation)}
 
 
 #: root value for execution: graphql-core's default resolver calls these with (info, **args)

@@ -9,10 +9,13 @@
     │   ├── DeadLetterUnavailable the DLQ did not take a message to park
     │   ├── ApiBehindEvent        the order API does not show the event's state yet
     │   ├── DeliveryBusy          another worker holds the delivery's lock
-    │   └── DependencyDown        a dependency's circuit is open: wait, spend no budget
+    │   ├── DependencyDown        a dependency's circuit is open: wait, spend no budget
+    │   ├── TrackerUnknownYet     a milestone's tracker is on no known delivery (yet)
+    │   └── MilestoneDeferred     the tracker's delivery was queried moments ago: wait
     └── PermanentError            retrying cannot help: park the event
         ├── MalformedEvent        the SQS body is not a delivery event we can read
         ├── PermanentApiError     order API validation / access denied / not found for good
+        │   └── ApiAccessDenied   order API AccessDeniedError (a missing permission)
         └── PermanentOmsError     OMS answered another 4xx
 
 Adapters translate library errors into these with ``raise ... from exc``.
@@ -78,6 +81,18 @@ class DependencyDown(RetryableError):
         self.dependency = dependency
 
 
+class TrackerUnknownYet(RetryableError):
+    """A milestone names a tracker no known delivery carries yet: its IN_TRANSIT event (which
+    indexes the tracker) may still be on the way. Retried for a bounded time, then the
+    event is acknowledged and counted, not parked (tasks.delivery.task_retry)."""
+
+
+class MilestoneDeferred(RetryableError):
+    """The tracker's delivery was queried moments ago: this milestone waits out the window
+    (``retry_after``), then either a query that began after it arrived covers it, or it
+    queries (tasks.ledger.milestones)."""
+
+
 class PermanentError(BwpError):
     retryable = False
 
@@ -88,6 +103,11 @@ class MalformedEvent(PermanentError):
 
 class PermanentApiError(PermanentError):
     dlq_kind = "permanent-api-error"
+
+
+class ApiAccessDenied(PermanentApiError):
+    """The order API answered AccessDeniedError: the credentials lack a permission (or
+    BWP_TARGET_ID names another business product)."""
 
 
 class PermanentOmsError(PermanentError):

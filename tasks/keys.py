@@ -40,6 +40,15 @@ class Keys:
         the tracker). Only id-like parts are indexed, so "/" cannot make two keys collide."""
         return f"{self.prefix}trk:{business_product_id}/{carrier_code}/{tracking_number}"
 
+    def milestone(self, business_product_id: str, carrier_code: str, tracking_number: str) -> str:
+        """Hash: when a milestone of this tracker last began an order query, and the start
+        of the latest one that finished (milestone coalescing, tasks.ledger.milestones)."""
+        return f"{self.prefix}ms:{business_product_id}/{carrier_code}/{tracking_number}"
+
+    def milestone_arrival(self, dedup_key: str) -> str:
+        """String: when a milestone event's task first ran (survives its retries)."""
+        return f"{self.prefix}msarr:{dedup_key}"
+
     @property
     def token(self) -> str:
         """String: the shared OAuth access token, expiring before the token does."""
@@ -71,3 +80,8 @@ class Keys:
     @property
     def api_rate(self) -> str:
         return f"{self.prefix}rate:api"
+
+    @property
+    def api_rate_milestones(self) -> str:
+        """The milestone queries' own limiter: their share of the API budget."""
+        return f"{self.prefix}rate:api:milestones"

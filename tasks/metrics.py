@@ -25,7 +25,25 @@ class TaskMetrics:
         )
         self.unknown_trackers = Counter(
             "bwp_milestone_unknown_trackers",
-            "Milestone events acknowledged because their tracker was never pushed",
+            "Milestone events acknowledged because no known delivery carried their tracker "
+            "after the bounded retries",
+            registry=self.registry,
+        )
+        self.milestones_coalesced = Counter(
+            "bwp_milestones_coalesced",
+            "Milestone events done without a query: a query of the same tracker that began "
+            "after they arrived covered them",
+            registry=self.registry,
+        )
+        self.milestones_deferred = Counter(
+            "bwp_milestones_deferred",
+            "Milestone task runs that waited out their tracker's coalescing window",
+            registry=self.registry,
+        )
+        self.queries_without_tracker = Counter(
+            "bwp_order_queries_without_tracker",
+            "Order queries sent without the tracker fields: the credentials were refused them "
+            "(AccessDeniedError; the package-tracker permission is missing)",
             registry=self.registry,
         )
         self.park_failures = Counter(

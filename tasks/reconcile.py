@@ -6,6 +6,10 @@ delivery it pushed (a sorted set scored by last sync) and this job re-syncs the 
 a bounded number per run. The set is bounded (oldest dropped past 100,000), expires with
 the delivery records, loses a delivery whose record expired (no push for the state TTL),
 and one that failed for good.
+
+Each delivery read also points its tracker at it again (the tracker index of milestone
+events), whatever the outcome: an index entry Redis lost or evicted comes back within
+RECONCILE_AFTER_SECONDS for every open delivery the worker still knows.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from tasks.delivery.routing import index_snapshot
+from tasks.delivery.snapshot import Snapshot
 from tasks.delivery.sync import SyncDeps, sync_delivery, synthetic_source
 from tasks.errors import BwpError
 from tasks.ledger.deliveries import DeliveryStates
@@ -39,10 +45,16 @@ def reconcile(
     report = ReconcileReport()
     refs = deliveries.stale_open(older_than, limit)
     source = synthetic_source("RECONCILIATION", deps.now())
+    trackers = deps.trackers
+
+    def reindex(snapshot: Snapshot) -> None:
+        if trackers is not None:
+            index_snapshot(trackers, snapshot)
+
     for ref in refs:
         report.checked += 1
         try:
-            report.outcomes[sync_delivery(ref, deps, source)] += 1
+            report.outcomes[sync_delivery(ref, deps, source, seen=reindex)] += 1
         except BwpError as exc:
             report.errors += 1
             log.warning(

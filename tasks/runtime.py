@@ -16,13 +16,29 @@ from tasks.keys import Keys
 from tasks.ledger.deliveries import DeliveryStates
 from tasks.ledger.events import Ledger
 from tasks.ledger.keeper import Keeper
+from tasks.ledger.milestones import MilestoneGate
 from tasks.ledger.trackers import Trackers
 from tasks.metrics import TaskMetrics
 from tasks.oms.client import OmsClient
 from tasks.order_api.client import OrderApi
 from tasks.order_api.rate_limit import RateLimiter
 from tasks.order_api.token import Credentials, TokenCache
+from tasks.order_api.tracker_access import TrackerAccess
 from tasks.sqs.dlq import DeadLetters
+
+
+def milestone_limiter(client: redis.Redis, settings: Settings) -> RateLimiter | None:
+    """The milestones' own limiter: MILESTONE_API_SHARE of the API rate and burst (each
+    milestone query takes a slot here and one of the shared limiter)."""
+    if settings.api_rate_per_second <= 0:
+        return None
+    share = settings.milestone_api_share
+    return RateLimiter(
+        client,
+        Keys(settings.redis_key_prefix).api_rate_milestones,
+        rate=settings.api_rate_per_second * share,
+        burst=max(1, int(settings.api_burst * share)),
+    )
 
 
 def make_ledger(client: redis.Redis, settings: Settings) -> Ledger:
@@ -139,13 +155,21 @@ def build_runtime(settings: Settings) -> Runtime:
     deps = SyncDeps(
         ledger,
         deliveries,
-        api,
+        TrackerAccess(
+            api, api_version=settings.bwp_api_version, degraded=metrics.queries_without_tracker
+        ),
         oms,
         settings.bwp_api_version,
         trackers=trackers,
         deadline_seconds=settings.task_deadline_seconds,
         metrics=metrics,
         circuits=circuits,
+        milestones=MilestoneGate(
+            client,
+            keys,
+            window=settings.milestone_coalesce_seconds,
+            limiter=milestone_limiter(client, settings),
+        ),
     )
     dead_letters = DeadLetters(
         make_sqs(settings),

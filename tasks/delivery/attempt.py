@@ -8,7 +8,14 @@ from __future__ import annotations
 import structlog
 
 from tasks.delivery.routing import sync_parsed
-from tasks.delivery.task_retry import Park, Retry, RetryPolicy, next_step
+from tasks.delivery.task_retry import (
+    UNKNOWN_TRACKER,
+    GiveUp,
+    Park,
+    Retry,
+    RetryPolicy,
+    next_step,
+)
 from tasks.errors import DeadLetterUnavailable, DependencyDown, MalformedEvent
 from tasks.events.envelope import DeliveryEvent, MilestoneEvent, parse_delivery_event
 from tasks.runtime import Runtime
@@ -27,8 +34,15 @@ def policy_of(runtime: Runtime) -> RetryPolicy:
     )
 
 
-def _parse(body: str) -> DeliveryEvent | MilestoneEvent:
-    event = parse_delivery_event(body)
+def _payload_hash(body: str, runtime: Runtime) -> str:
+    try:
+        return _parse(body, runtime).envelope.payload_hash
+    except MalformedEvent:
+        return ""
+
+
+def _parse(body: str, runtime: Runtime) -> DeliveryEvent | MilestoneEvent:
+    event = parse_delivery_event(body, max_deliveries=runtime.settings.max_deliveries_per_event)
     if not isinstance(event, DeliveryEvent | MilestoneEvent):
         raise MalformedEvent(f"{event.detail_type} is not a delivery event")
     return event
@@ -37,7 +51,7 @@ def _parse(body: str) -> DeliveryEvent | MilestoneEvent:
 def handle(body: str, dedup_key: str, runtime: Runtime, *, failures: int, busy: int) -> str | Retry:
     """Sync the event in ``body``. Returns the outcome name, or a Retry to schedule."""
     try:
-        event = _parse(body)
+        event = _parse(body, runtime)
         structlog.contextvars.bind_contextvars(
             event_id=event.envelope.id, detail_type=event.envelope.detail_type
         )
@@ -74,6 +88,12 @@ def _after_error(
         except Exception as ledger_exc:  # noqa: BLE001 - Redis down: the sweep may re-dispatch early, which is harmless
             log.warning("sweep_postpone_failed", error=type(ledger_exc).__name__)
         return step
+    if isinstance(step, GiveUp):
+        log.warning("sync_gave_up_waiting", reason=step.reason, how=step.how)
+        if step.how == UNKNOWN_TRACKER:
+            runtime.deps.metrics.unknown_trackers.inc()
+        runtime.ledger.complete(dedup_key, how=step.how, payload_hash=_payload_hash(body, runtime))
+        return step.how
     return _park(step, body, dedup_key, runtime, exc)
 
 

@@ -25,6 +25,7 @@ from tasks.http.deadline import Deadline
 from tasks.keys import DeliveryRef
 from tasks.ledger.deliveries import DeliveryStates, Lease, Record
 from tasks.ledger.events import Ledger
+from tasks.ledger.milestones import MilestoneGate
 from tasks.ledger.trackers import Trackers
 from tasks.metrics import TaskMetrics
 from tasks.oms.payload import delivery_update, rfc3339
@@ -84,6 +85,8 @@ class SyncDeps:
         open and being probed: no order query for a push that cannot go out."""
         if self.circuits is not None:
             self.circuits.hold_back(OMS, API)
+    #: milestone coalescing and the milestones' share of the API budget (None: neither)
+    milestones: MilestoneGate | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,21 +107,26 @@ def ref_of(event: DeliveryEvent) -> DeliveryRef:
     return DeliveryRef(event.business_product_id, event.order_id, event.delivery_id)
 
 
-def sync_event(event: DeliveryEvent, deps: SyncDeps) -> Outcome:
+def sync_event(
+    event: DeliveryEvent, deps: SyncDeps, *, deadline: Deadline | None = None
+) -> Outcome:
     """Bring the OMS up to date with the delivery ``event`` names.
 
     Marks the event `done` in the ledger when finished. Raises ApiBehindEvent (nothing
     pushed, the event left open) while the API shows less than the event announces,
     another RetryableError when a later attempt may succeed, a PermanentError when none
-    can.
+    can. ``deadline``: the task's, when it does more than this (else one of
+    ``deps.deadline_seconds`` from now).
     """
-    return _sync(ref_of(event), event.envelope, event.implied_state, deps)
+    return _sync(ref_of(event), event.envelope, event.implied_state, deps, deadline)
 
 
-def sync_for_event(ref: DeliveryRef, envelope: Envelope, deps: SyncDeps) -> Outcome:
+def sync_for_event(
+    ref: DeliveryRef, envelope: Envelope, deps: SyncDeps, *, deadline: Deadline | None = None
+) -> Outcome:
     """``sync_event`` for an event that implies no state (a tracker milestone): always
     query, push through the same lock and guard, and mark the event `done`."""
-    return _sync(ref, envelope, None, deps)
+    return _sync(ref, envelope, None, deps, deadline)
 
 
 def _sync(
@@ -126,10 +134,11 @@ def _sync(
     envelope: Envelope,
     implied_state: DeliveryState | None,
     deps: SyncDeps,
+    deadline: Deadline | None,
 ) -> Outcome:
     key = envelope.dedup_key
     implied = rank(implied_state) if implied_state is not None else -1
-    deadline = Deadline(deps.deadline_seconds)
+    deadline = deadline or Deadline(deps.deadline_seconds)
     deps.hold_back()
     # The rate-limit slot and the token before the lock: no lock waits on the limiter.
     deps.api.reserve()
@@ -164,19 +173,30 @@ def _sync(
     return outcome
 
 
-def sync_delivery(ref: DeliveryRef, deps: SyncDeps, source: Source) -> Outcome:
+def sync_delivery(
+    ref: DeliveryRef,
+    deps: SyncDeps,
+    source: Source,
+    *,
+    deadline: Deadline | None = None,
+    seen: Callable[[Snapshot], None] | None = None,
+) -> Outcome:
     """Query the order and push the delivery's snapshot if it changed (same guard).
 
     The query happens under the delivery's lock, so a concurrent event task cannot push
     a newer snapshot between this read and this push. Raises like ``sync_event``.
+    ``seen`` is called with the snapshot read, whatever the outcome (reconciliation
+    re-indexes trackers with it).
     """
-    deadline = Deadline(deps.deadline_seconds)
+    deadline = deadline or Deadline(deps.deadline_seconds)
     deps.hold_back()
     deps.api.reserve()
     lease = deps.deliveries.begin(ref)
     assert lease is not None  # no event: never "already done"
     try:
         snapshot = _read_snapshot(ref, deps, deadline)
+        if seen is not None:
+            seen(snapshot)
         outcome, record = _apply(snapshot, lease, source, deps, deadline)
         deps.deliveries.finish(lease, record=record)
     except BaseException:

@@ -17,12 +17,16 @@ from tasks.errors import (
     DeliveryBusy,
     DependencyDown,
     LedgerUnavailable,
+    MilestoneDeferred,
     OrderNotVisibleYet,
     RetryableError,
+    TrackerUnknownYet,
 )
 
 #: a delivery lock is held for one query and one push: waiting for it is cheap
 BUSY_MAX_RETRIES = 100
+#: how a milestone whose tracker stayed unknown is marked done
+UNKNOWN_TRACKER = "unknown_tracker"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,15 @@ class Park:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class GiveUp:
+    """Stop retrying without parking: the event is acknowledged (marked done ``how``)."""
+
+    reason: str
+    #: how the event is marked done
+    how: str
+
+
 def _countdown(policy: RetryPolicy, failures: int, exc: BaseException, rng: random.Random) -> float:
     ceiling = min(policy.cap, policy.base * (2**failures))
     wait = rng.uniform(ceiling / 2, ceiling)  # "equal jitter": never retry at once
@@ -54,14 +67,14 @@ def _countdown(policy: RetryPolicy, failures: int, exc: BaseException, rng: rand
     return wait
 
 
-def next_step(
+def next_step(  # noqa: PLR0911 - one decision per kind of error
     exc: BaseException,
     *,
     failures: int,
     busy: int,
     policy: RetryPolicy,
     rng: random.Random | None = None,
-) -> Retry | Park:
+) -> Retry | Park | GiveUp:
     """Decide after ``exc``; ``failures``/``busy`` count the retries already spent."""
     rng = rng or random.Random()
     reason = f"{type(exc).__name__}: {exc}"
@@ -76,6 +89,12 @@ def next_step(
         return Retry(_countdown(policy, 0, exc, rng), failures, busy)
     if isinstance(exc, BwpError) and not exc.retryable:
         return Park(exc.dlq_kind, reason)
+    if isinstance(exc, MilestoneDeferred):  # a wait for a query of moments ago, no failure
+        return Retry(max(exc.retry_after or 1.0, 0.1), failures, busy)
+    if isinstance(exc, TrackerUnknownYet):  # its IN_TRANSIT may be on the way: as not-found
+        if failures < policy.not_found_max_retries:
+            return Retry(_countdown(policy, failures, exc, rng), failures + 1, busy)
+        return GiveUp(reason, how=UNKNOWN_TRACKER)
     budget = (
         policy.not_found_max_retries if isinstance(exc, OrderNotVisibleYet) else policy.max_retries
     )

@@ -55,12 +55,13 @@ TWINS: Final[dict[DeliveryState, tuple[str, ...]]] = {
 }
 
 
-#: a carrier tracking milestone changed (2024-11-01); names a tracker, not an order: the
-#: task finds the delivery through the tracker index (tasks.ledger.trackers)
+#: a carrier tracking milestone changed (2024-11-01). Its resource names the carrier's
+#: tracker and, in events recorded in 2025, the order too: the task queries that order
+#: when named, else finds the delivery through the tracker index (tasks.ledger.trackers)
 MILESTONE_EVENT: Final = "PACKAGE_TRACKER_MILESTONE_CHANGED"
 
-#: other Buy with Prime detail-types (buy-with-prime-api.md section 2): acknowledged, and
-#: named in metrics; any other name is counted as "other" (bounded label cardinality)
+#: other Buy with Prime detail-types (docs/buy-with-prime-api.md section 2): acknowledged,
+#: and named in metrics; any other name is counted as "other" (bounded label cardinality)
 OTHER_KNOWN_EVENTS: Final[frozenset[str]] = frozenset(
     {
         "ORDER_CONFIRMED",
@@ -69,10 +70,67 @@ OTHER_KNOWN_EVENTS: Final[frozenset[str]] = frozenset(
         "RETURN_STARTED",
         "RETURN_ITEM_GRADED",
         "RETURN_COMPLETED",
+        "RETURN_DELIVERY_COMPLETED",
+        "RETURN_DELIVERY_FAILED",
+        "RETURN_PACKAGE_IN_TRANSIT",
+        "RETURN_PACKAGE_DELIVERED",
+        "RETURN_PACKAGE_DELIVERY_FAILED",
         "BUYABILITY_CHANGED",
         "INVENTORY_CHANGED",
+        "PERSONAL_DATA_DELETION_TASK_COMPLETED",
+        "PERSONAL_DATA_DELETION_TASK_FAILED",
+        "PERSONAL_DATA_RETRIEVAL_TASK_COMPLETED",
+        "PERSONAL_DATA_RETRIEVAL_TASK_FAILED",
     }
 )
+
+API_VERSIONS: Final = ("2024-01-01", "2024-04-01", "2024-11-01")
+_OLDEST, _OLD = frozenset(API_VERSIONS[:1]), frozenset(API_VERSIONS[:2])
+_NEWEST, _ALL = frozenset(API_VERSIONS[2:]), frozenset(API_VERSIONS)
+
+#: the API versions whose subscriptions publish each known detail-type (the public docs;
+#: docs/buy-with-prime-api.md section 2). The worker accepts every delivery-family type
+#: whatever BWP_API_VERSION says; this table tells which ones a subscription can bring.
+VERSIONS: Final[dict[str, frozenset[str]]] = {
+    "ITEM_IN_TRANSIT": _OLDEST,
+    "ITEM_DELIVERED": _OLDEST,
+    "ITEM_CANCELLED": _OLDEST,
+    "DELIVERY_IN_TRANSIT": _OLD,
+    "DELIVERY_COMPLETED": _OLD,
+    "DELIVERY_CANCELLED": _OLD,
+    "PACKAGE_DELIVERY_IN_TRANSIT": _NEWEST,
+    "PACKAGE_DELIVERED": _NEWEST,
+    "PACKAGE_DELIVERY_CANCELLED": _NEWEST,
+    MILESTONE_EVENT: _NEWEST,
+    "ORDER_CONFIRMED": _NEWEST,
+    "REFUND_REQUESTED": _ALL,
+    "REFUND_COMPLETED": _NEWEST,
+    "RETURN_STARTED": _ALL,
+    "RETURN_ITEM_GRADED": _ALL,
+    "RETURN_COMPLETED": _ALL,
+    "RETURN_DELIVERY_COMPLETED": _OLD,
+    "RETURN_DELIVERY_FAILED": _OLD,
+    "RETURN_PACKAGE_IN_TRANSIT": _NEWEST,
+    "RETURN_PACKAGE_DELIVERED": _NEWEST,
+    "RETURN_PACKAGE_DELIVERY_FAILED": _NEWEST,
+    "BUYABILITY_CHANGED": _ALL,
+    "INVENTORY_CHANGED": _ALL,
+    "PERSONAL_DATA_DELETION_TASK_COMPLETED": _ALL,
+    "PERSONAL_DATA_DELETION_TASK_FAILED": _ALL,
+    "PERSONAL_DATA_RETRIEVAL_TASK_COMPLETED": _ALL,
+    "PERSONAL_DATA_RETRIEVAL_TASK_FAILED": _ALL,
+}
+
+
+def versions_of(detail_type: str) -> frozenset[str]:
+    """The API versions that publish ``detail_type`` (empty for an unknown type)."""
+    return VERSIONS.get(detail_type, frozenset())
+
+
+def newest_generation_only(detail_type: str) -> bool:
+    """True for a type only 2024-11-01 subscriptions publish: it always carries
+    ``detail.idempotencyKey`` and the rest of the webhook body in ``detail``."""
+    return versions_of(detail_type) == _NEWEST
 
 
 def metric_label(detail_type: str) -> str:

@@ -3,6 +3,11 @@
 Pure. ``parse_envelope`` validates the envelope every event shares; ``delivery_event``
 goes on to the fields a delivery-family event must carry. Both raise MalformedEvent with a
 one-line reason that never echoes more than a short, escaped piece of the input.
+
+The poller and the worker read every body through this module, so both accept exactly
+the same events: the same size limit, the same JSON nesting limit (a depth Python's parser
+may or may not reach, depending on the caller's stack, is refused by both alike), the
+same cap on the deliveries one event may name.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import accumulate
 from typing import Any, Final
 
 from tasks.errors import MalformedEvent
@@ -21,11 +27,18 @@ from tasks.events.catalog import (
     implied_state,
     is_delivery_event,
 )
-from tasks.events.resources import Resource, find_pair, is_valid_id, parse_resource
+from tasks.events.resources import Resource, find_pair, is_valid_id, parse_needed
 from tasks.keys import DeliveryRef
 
 #: EventBridge's event size limit; a larger SQS body cannot be a genuine event.
 MAX_BODY_BYTES: Final = 256 * 1024
+#: how deep JSON may nest in a body (an event is 4 levels deep; ``detail.data`` snapshots
+#: a few more). One limit for the poller and the worker: Python's own parser gives up at a
+#: depth that depends on how deep the caller's stack already is (~950 levels on the
+#: poller's main thread, fewer in a Celery worker thread).
+MAX_JSON_DEPTH: Final = 64
+#: the default cap on the order/delivery pairs one event may name (MAX_DELIVERIES_PER_EVENT)
+MAX_DELIVERIES_PER_EVENT: Final = 20
 _REQUIRED: Final = ("id", "detail-type", "time", "resources")
 MAX_DETAIL_TYPE: Final = 128
 # buy-with-prime-api.md section 1: the key is base64 (of "<uuid>#<event id>", ~100
@@ -43,8 +56,9 @@ class Envelope:
     detail: dict[str, Any]
     #: ``detail.idempotencyKey`` when present, else ``id`` (contract)
     dedup_key: str
-    #: fingerprint of what the event says (type, resources, detail): the same dedup key
-    #: with another payload hash is a conflict, not a duplicate
+    #: fingerprint of what identifies the event (detail-type, resources and
+    #: ``detail.idempotencyKey``; never ``time``, ``eventTime`` or ``data``): the same dedup
+    #: key with another payload hash is a conflict, with the same one a duplicate
     payload_hash: str
 
 
@@ -61,12 +75,31 @@ class DeliveryEvent:
 
 @dataclass(frozen=True, slots=True)
 class MilestoneEvent:
-    """PACKAGE_TRACKER_MILESTONE_CHANGED: names a carrier's tracker, not an order."""
+    """PACKAGE_TRACKER_MILESTONE_CHANGED: names a carrier's tracker, and sometimes its order."""
 
     envelope: Envelope
     business_product_id: str
     carrier_code: str
     tracking_number: str
+    #: the order the tracker belongs to, when the resource names it (seen in 2025)
+    order_id: str | None = None
+
+
+# Used on text json.loads accepted, so every quote outside a string opens one that closes:
+# each pattern runs in linear time.
+_STRING: Final = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET: Final = re.compile(r"[^\[\]{}]+")
+#: byte → how it changes the nesting depth (an opening bracket +1, a closing one -1)
+_STEPS: Final = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+_DEPTH_STEP: Final = [_STEPS.get(byte, 0) for byte in range(256)]
+
+
+def _nests_deeper(text: str, limit: int) -> bool:
+    """True when the (valid) JSON ``text`` nests containers more than ``limit`` levels
+    deep: the running count of its brackets (strings left out) goes past ``limit``. No
+    recursion; the count runs in C (map, accumulate, max)."""
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text)).encode()
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0) > limit
 
 
 def _load(body: str | bytes) -> Any:
@@ -78,9 +111,17 @@ def _load(body: str | bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise MalformedEvent(f"body is not UTF-8 (byte {exc.start})") from exc
     try:
-        return json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
-    except (ValueError, RecursionError) as exc:  # ValueError: JSONDecodeError, huge ints
+        doc = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
+    except RecursionError as exc:
+        raise MalformedEvent(f"body nests JSON deeper than {MAX_JSON_DEPTH} levels") from exc
+    except ValueError as exc:  # JSONDecodeError, huge ints
         raise MalformedEvent(f"body is not JSON: {type(exc).__name__}") from exc
+    # Only a body with more brackets than the limit can nest that deep (str.count is cheap;
+    # an event has a handful), so only such a body is walked.
+    brackets = text.count("[") + text.count("{")
+    if brackets > MAX_JSON_DEPTH and _nests_deeper(text, MAX_JSON_DEPTH):
+        raise MalformedEvent(f"body nests JSON deeper than {MAX_JSON_DEPTH} levels")
+    return doc
 
 
 def _refuse_constant(name: str) -> Any:
@@ -122,9 +163,11 @@ def _dedup_key(event_id: str, detail: dict[str, Any]) -> str:
 
 
 def payload_hash(detail_type: str, resources: tuple[str, ...], detail: dict[str, Any]) -> str:
-    canonical = json.dumps(
-        [detail_type, sorted(resources), detail], sort_keys=True, separators=(",", ":")
-    )
+    """What identifies an event: its detail-type, its resources (in any order) and
+    ``detail.idempotencyKey``. The volatile rest of ``detail`` (``eventTime``, ``data``,
+    ``subscriptionId``, …) may differ between copies of one re-published event."""
+    identity = [detail_type, sorted(resources), detail.get("idempotencyKey")]
+    canonical = json.dumps(identity, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
@@ -172,63 +215,84 @@ def parse_envelope(body: str | bytes) -> Envelope:
     )
 
 
-def _parsed_resources(envelope: Envelope, what: str) -> list[Resource]:
-    parsed = [parse_resource(text) for text in envelope.resources]
-    if not parsed:
-        raise MalformedEvent(f"{what} has no resources")
-    return parsed
+_DELIVERY_KEYS: Final = frozenset({"order", "delivery"})
+_MILESTONE_KEYS: Final = frozenset({"order", "carrier", "tracker"})
 
 
-def delivery_event(envelope: Envelope) -> DeliveryEvent:
+def delivery_event(
+    envelope: Envelope, *, max_deliveries: int = MAX_DELIVERIES_PER_EVENT
+) -> DeliveryEvent:
     """The delivery named by a delivery-family event.
 
     Raises MalformedEvent when no resource carries ``businessProduct/<id>/``, ``order/<id>``
-    and ``delivery/<id>``; KeyError when the detail-type is not a delivery event. The first
-    such resource names the event's delivery; any other distinct pair lands in ``others``.
+    and ``delivery/<id>``, or when the resources name more than ``max_deliveries``
+    distinct order/delivery pairs; KeyError when the detail-type is not a delivery event.
+    The first such resource names the event's delivery; any other distinct pair lands in
+    ``others``. Other resources, keys and ids are not read.
     """
     state = implied_state(envelope.detail_type)
-    parsed = _parsed_resources(envelope, "delivery event")
+    parsed = parse_needed(envelope.resources, _DELIVERY_KEYS)
     found = find_pair(parsed, "order", "delivery")
     if found is None:
         raise MalformedEvent("delivery event resources lack order/<id> and delivery/<id>")
-    primary = DeliveryRef(found.business_product_id, found.pairs["order"], found.pairs["delivery"])
-    others: list[DeliveryRef] = []
-    for resource in parsed:
-        if "order" in resource.pairs and "delivery" in resource.pairs:
-            ref = DeliveryRef(
-                resource.business_product_id, resource.pairs["order"], resource.pairs["delivery"]
-            )
-            if ref != primary and ref not in others:
-                others.append(ref)
+    # dict.fromkeys: distinct pairs in order of appearance, in linear time
+    refs = list(
+        dict.fromkeys(
+            DeliveryRef(r.business_product_id, r.pairs["order"], r.pairs["delivery"])
+            for r in parsed
+            if "order" in r.pairs and "delivery" in r.pairs
+        )
+    )
+    if len(refs) > max_deliveries:
+        raise MalformedEvent(
+            f"event names {len(refs)} order/delivery pairs, over the cap of {max_deliveries}"
+        )
+    primary = refs[0]
     return DeliveryEvent(
         envelope=envelope,
         business_product_id=primary.business_product_id,
         order_id=primary.order_id,
         delivery_id=primary.delivery_id,
         implied_state=state,
-        others=tuple(others),
+        others=tuple(refs[1:]),
     )
+
+
+def _order_of(parsed: list[Resource], tracker: Resource) -> str | None:
+    """The order the tracker's own resource names, else the first other resource of the
+    same business product that names one."""
+    if "order" in tracker.pairs:
+        return tracker.pairs["order"]
+    same = (r for r in parsed if r.business_product_id == tracker.business_product_id)
+    return next((r.pairs["order"] for r in same if "order" in r.pairs), None)
 
 
 def milestone_event(envelope: Envelope) -> MilestoneEvent:
-    """The tracker named by a PACKAGE_TRACKER_MILESTONE_CHANGED event.
+    """The tracker (and the order, when named) of a PACKAGE_TRACKER_MILESTONE_CHANGED event.
 
     Raises MalformedEvent when no resource carries ``carrier/<code>`` and ``tracker/<number>``.
     """
-    found = find_pair(_parsed_resources(envelope, "milestone event"), "carrier", "tracker")
+    parsed = parse_needed(envelope.resources, _MILESTONE_KEYS)
+    found = find_pair(parsed, "carrier", "tracker")
     if found is None:
         raise MalformedEvent("milestone event resources lack carrier/<code> and tracker/<number>")
     return MilestoneEvent(
-        envelope, found.business_product_id, found.pairs["carrier"], found.pairs["tracker"]
+        envelope,
+        found.business_product_id,
+        found.pairs["carrier"],
+        found.pairs["tracker"],
+        _order_of(parsed, found),
     )
 
 
-def parse_delivery_event(body: str | bytes) -> DeliveryEvent | MilestoneEvent | Envelope:
+def parse_delivery_event(
+    body: str | bytes, *, max_deliveries: int = MAX_DELIVERIES_PER_EVENT
+) -> DeliveryEvent | MilestoneEvent | Envelope:
     """A DeliveryEvent for the delivery family, a MilestoneEvent for tracker milestones,
-    the bare Envelope for any other type."""
+    the bare Envelope for any other type. ``max_deliveries``: MAX_DELIVERIES_PER_EVENT."""
     envelope = parse_envelope(body)
     if is_delivery_event(envelope.detail_type):
-        return delivery_event(envelope)
+        return delivery_event(envelope, max_deliveries=max_deliveries)
     if envelope.detail_type == MILESTONE_EVENT:
         return milestone_event(envelope)
     return envelope

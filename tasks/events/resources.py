@@ -1,13 +1,17 @@
 """Parse EventBridge ``resources`` strings of Buy with Prime events.
 
 ``businessProduct/<businessProductId>/<key>/<value>/<key>/<value>...`` becomes the business
-product id and a mapping of the pairs. Pure: strings in, values out, MalformedEvent on
-anything else.
+product id and a mapping of the pairs an event needs. Only those pairs are read, and read
+strictly; every other key and id (``returnDelivery/<id>``, ``returnLineItem/<id>``, a
+return id such as ``04caec9f-…#RF``, keys a later API version adds) is carried along in
+the event body unparsed, and never makes an event malformed. Pure: strings in, values
+out, MalformedEvent on a needed pair that cannot be read.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -15,16 +19,16 @@ from tasks.errors import MalformedEvent
 
 PREFIX: Final = "businessProduct"
 
-# Assumed (buy-with-prime-api.md does not spell out the id alphabet): ids are printable
-# ASCII without white space, slashes or quotes. Anything else (newlines, GraphQL or log
-# syntax) is refused here, so an id can never forge a log line or a query.
+# Assumed (the public docs do not spell out the id alphabet): ids are printable ASCII
+# without white space, slashes or quotes. Anything else (newlines, GraphQL or log syntax)
+# is refused here, so an id the worker uses can never forge a log line or a query.
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:~+=@-]{0,127}")
-_KEY = re.compile(r"[A-Za-z][A-Za-z0-9]{0,63}")
 
 
 @dataclass(frozen=True, slots=True)
 class Resource:
     business_product_id: str
+    #: the needed keys this resource names, each with an id of the id alphabet
     pairs: dict[str, str]
 
 
@@ -37,11 +41,13 @@ def _preview(value: str) -> str:
     return repr(value[:60])
 
 
-def parse_resource(text: str) -> Resource:
-    """Parse one resource string.
+def parse_resource(text: str, needed: Collection[str]) -> Resource | None:
+    """The business product id and the ``needed`` pairs of one resource string.
 
-    Raises MalformedEvent when it does not start with ``businessProduct/<id>/``, when a
-    key has no value, or when an id or key has characters outside the allowed alphabet.
+    None when the string is not of the ``businessProduct/<id>/...`` form or names none of
+    the ``needed`` keys: the event carries it along unparsed. Raises MalformedEvent when a
+    needed key has no value or an id outside the id alphabet, when it repeats with another
+    value, or when the business product id of a resource naming a needed key is invalid.
     """
     if not isinstance(text, str):
         raise MalformedEvent(f"resource is not a string: {type(text).__name__}")
@@ -49,20 +55,34 @@ def parse_resource(text: str) -> Resource:
     if parts and parts[-1] == "":
         parts.pop()  # the documented form ends the business product id with a slash
     if len(parts) < 2 or parts[0] != PREFIX:
-        raise MalformedEvent(f"resource lacks the businessProduct/<id>/ prefix: {_preview(text)}")
-    business_product_id, rest = parts[1], parts[2:]
-    if not is_valid_id(business_product_id):
+        return None
+    pairs = _needed_pairs(text, parts[2:], needed)
+    if not pairs:
+        return None
+    if not is_valid_id(parts[1]):
         raise MalformedEvent(f"resource has an invalid business product id: {_preview(text)}")
-    if len(rest) % 2:
-        raise MalformedEvent(f"resource has a key without a value: {_preview(text)}")
+    return Resource(parts[1], pairs)
+
+
+def _needed_pairs(text: str, rest: list[str], needed: Collection[str]) -> dict[str, str]:
     pairs: dict[str, str] = {}
-    for key, value in zip(rest[::2], rest[1::2], strict=True):
-        if _KEY.fullmatch(key) is None or not is_valid_id(value):
-            raise MalformedEvent(f"resource has an invalid key or id: {_preview(text)}")
-        if key in pairs and pairs[key] != value:
+    for index in range(0, len(rest), 2):
+        key = rest[index]
+        if key not in needed:
+            continue  # another key: its value is never read
+        if index + 1 == len(rest):
+            raise MalformedEvent(f"resource has {key!r} without a value: {_preview(text)}")
+        value = rest[index + 1]
+        if not is_valid_id(value):
+            raise MalformedEvent(f"resource has an invalid {key} id: {_preview(text)}")
+        if pairs.setdefault(key, value) != value:
             raise MalformedEvent(f"resource repeats key {key!r} with another value")
-        pairs[key] = value
-    return Resource(business_product_id, pairs)
+    return pairs
+
+
+def parse_needed(texts: Iterable[str], needed: Collection[str]) -> list[Resource]:
+    """``parse_resource`` of each string, keeping those that name a needed key."""
+    return [found for text in texts if (found := parse_resource(text, needed)) is not None]
 
 
 def find_pair(resources: list[Resource], *keys: str) -> Resource | None:

@@ -2,8 +2,11 @@
 
 Classification follows the contract ("Outages and errors"): both the HTTP status and
 ``errors[].extensions.classification.type`` decide, since the API may answer errors with
-HTTP 200. Transient errors are retried inside the call (tenacity); the rest is raised for
-the task to retry later or park.
+HTTP 200. The documented ``errorCode`` values are names (``ResourceNotFoundException``,
+``PackageTrackerNotAvailableForUpdate``, "N/A"), not HTTP numbers: a code is only read
+when an entry has no classification type the worker knows, and a code it does not know
+is ignored. Transient errors are retried inside the call (tenacity); the rest is raised
+for the task to retry later or park.
 """
 
 from __future__ import annotations
@@ -14,14 +17,35 @@ from typing import Any, Final, Protocol
 
 import httpx
 
-from tasks.errors import ApiUnavailable, OrderNotVisibleYet, PermanentApiError
+from tasks.errors import ApiAccessDenied, ApiUnavailable, OrderNotVisibleYet, PermanentApiError
 from tasks.http.circuit import API, Breaker, Circuits
 from tasks.http.deadline import Deadline, bounded_request
 from tasks.http.retry import call_with_retries, retry_after_header
 from tasks.order_api.queries import order_request
 
-_RETRYABLE_TYPES: Final = frozenset({"ThrottlingError", "InternalServerError", "ConflictError"})
-_PERMANENT_TYPES: Final = frozenset({"ValidationError", "AccessDeniedError"})
+#: the classification types of the public docs
+KNOWN_TYPES: Final = frozenset(
+    {
+        "AccessDeniedError",
+        "ConflictError",
+        "InternalServerError",
+        "ResourceNotFoundError",
+        "ThrottlingError",
+        "ValidationError",
+    }
+)
+#: documented ``errorType`` / ``errorCode`` names → the classification type they belong to,
+#: for an entry whose ``classification.type`` is missing or unknown
+_BY_NAME: Final = {
+    "AccessDeniedException": "AccessDeniedError",
+    "ConflictException": "ConflictError",
+    "AliasValueAlreadyExists": "ConflictError",
+    "PackageTrackerNotAvailableForUpdate": "ConflictError",
+    "InternalServerException": "InternalServerError",
+    "ResourceNotFoundException": "ResourceNotFoundError",
+    "ThrottlingException": "ThrottlingError",
+    "ValidationException": "ValidationError",
+}
 _TYPE_NAME: Final = re.compile(r"[A-Za-z]{1,64}")
 
 
@@ -40,14 +64,26 @@ def _error_types(payload: dict[str, Any]) -> list[str]:
         return []
     if not isinstance(errors, list):
         errors = [errors]
-    types: list[str] = []
-    for error in errors:
-        ext = error.get("extensions") if isinstance(error, dict) else None
-        classification = ext.get("classification") if isinstance(ext, dict) else None
-        kind = classification.get("type") if isinstance(classification, dict) else None
-        # Only a plain name is echoed into errors and logs; anything else is "Unknown".
-        types.append(kind if isinstance(kind, str) and _TYPE_NAME.fullmatch(kind) else "Unknown")
-    return types
+    return [_error_type(error) for error in errors]
+
+
+def _error_type(error: Any) -> str:
+    """An entry's classification type; else the type its documented ``errorType`` or
+    ``errorCode`` name belongs to; else its own (plain-name) type; else "Unknown"."""
+    ext = error.get("extensions") if isinstance(error, dict) else None
+    ext = ext if isinstance(ext, dict) else {}
+    classification = ext.get("classification")
+    classification = classification if isinstance(classification, dict) else {}
+    kind = classification.get("type")
+    if kind in KNOWN_TYPES:
+        return str(kind)
+    for holder in (classification, ext):
+        for field in ("errorType", "errorCode"):
+            name = holder.get(field)
+            if isinstance(name, str) and name in _BY_NAME:
+                return _BY_NAME[name]
+    # Only a plain name is echoed into errors and logs; anything else is "Unknown".
+    return kind if isinstance(kind, str) and _TYPE_NAME.fullmatch(kind) else "Unknown"
 
 
 def classify(response: httpx.Response) -> dict[str, Any]:
@@ -85,7 +121,9 @@ def classify(response: httpx.Response) -> dict[str, Any]:
 
 def _raise_for(status: int, types: list[str], response: httpx.Response) -> None:
     described = ",".join(types) or "no classification"
-    if any(t in _PERMANENT_TYPES for t in types) or status in (400, 403):
+    if "AccessDeniedError" in types or status == 403:
+        raise ApiAccessDenied(f"order API denied access: HTTP {status}, {described}")
+    if "ValidationError" in types or status == 400:
         raise PermanentApiError(f"order API refused the query: HTTP {status}, {described}")
     if "ResourceNotFoundError" in types or status == 404:
         raise OrderNotVisibleYet(f"order API: not found (HTTP {status})")
@@ -132,30 +170,36 @@ class OrderApi:
         *,
         deadline: Deadline | None = None,
         reserved: bool = False,
+        tracker: bool = True,
     ) -> dict[str, Any]:
         """The ``order`` object for ``order_id``; raises per ``classify``.
 
         Each request ends within the total timeout, and by ``deadline`` when given
         (ApiUnavailable when it passes). ``reserved``: the first call's rate-limit slot
-        was taken by ``reserve``.
+        was taken by ``reserve``. ``tracker=False``: without the package-tracker fields.
         """
         task = deadline or Deadline()
         slots = [reserved]  # the first attempt may use the reserved slot
         return call_with_retries(
-            lambda: self._fetch(business_product_id, order_id, task, slots),
+            lambda: self._fetch(business_product_id, order_id, task, slots, tracker),
             attempts=self._attempts,
         )
 
     def _fetch(
-        self, business_product_id: str, order_id: str, task: Deadline, slots: list[bool]
+        self,
+        business_product_id: str,
+        order_id: str,
+        task: Deadline,
+        slots: list[bool],
+        tracker: bool,
     ) -> dict[str, Any]:
         try:
-            return self._query(business_product_id, order_id, task, slots)
+            return self._query(business_product_id, order_id, task, slots, tracker)
         except _Unauthorized:
             pass
         # 401: the shared token was revoked or expired early. Refresh once, try once.
         try:
-            return self._query(business_product_id, order_id, task, slots, refresh=True)
+            return self._query(business_product_id, order_id, task, slots, tracker, refresh=True)
         except _Unauthorized:
             raise PermanentApiError("order API refused a freshly issued token (HTTP 401)") from None
 
@@ -165,6 +209,7 @@ class OrderApi:
         order_id: str,
         task: Deadline,
         slots: list[bool],
+        tracker: bool,
         refresh: bool = False,
     ) -> dict[str, Any]:
         """One attempt: the token (its own circuit), then the query through the API's."""
@@ -173,7 +218,9 @@ class OrderApi:
             self._tokens.invalidate(token)
             token = self._tokens.get()
         return self._breaker.call(
-            lambda: classify(self._post(token, business_product_id, order_id, task, slots)),
+            lambda: classify(
+                self._post(token, business_product_id, order_id, task, slots, tracker)
+            ),
             ApiUnavailable,
         )
 
@@ -184,6 +231,7 @@ class OrderApi:
         order_id: str,
         task: Deadline,
         slots: list[bool],
+        tracker: bool,
     ) -> httpx.Response:
         if slots[0]:
             slots[0] = False
@@ -203,7 +251,7 @@ class OrderApi:
                 deadline=task.within(self._total),
                 error=ApiUnavailable,
                 what="order API",
-                json=order_request(self._version, order_id),
+                json=order_request(self._version, order_id, tracker=tracker),
                 headers=headers,
             )
         except httpx.TransportError as exc:

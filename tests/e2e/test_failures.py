@@ -83,7 +83,8 @@ def wait_parked(stack: LocalStack, key: str) -> dict[str, str]:
     ("fault", "kind"),
     [
         (("validation", 1), "permanent-api-error"),
-        (("access_denied", 1), "permanent-api-error"),
+        # denied with the tracker fields and without them: Read Order itself is missing
+        (("access_denied", 2), "permanent-api-error"),
         (("not_found", 10), "permanent-api-error"),
     ],
 )

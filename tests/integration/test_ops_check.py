@@ -45,6 +45,7 @@ def env(
         "REDIS_KEY_PREFIX": key_prefix,
         "CELERY_QUEUE": f"{key_prefix}q",
         "METRICS_PORT": "0",
+        "BWP_TARGET_ID": "bp-check",
     }
 
 
@@ -63,7 +64,16 @@ def test_every_line_is_green_against_the_sandbox(env: dict[str, str]) -> None:
     done = bwp_worker("check", env=env)
     # Then one green line per dependency, and exit 0
     lines = done.stdout.splitlines()
-    names = ["configuration", "sqs-queue", "dlq", "redis", "broker", "bwp-token", "oms"]
+    names = [
+        "configuration",
+        "sqs-queue",
+        "dlq",
+        "redis",
+        "broker",
+        "bwp-token",
+        "bwp-order-api",
+        "oms",
+    ]
     assert done.returncode == 0, done.stdout + done.stderr
     assert [line.split()[:2] for line in lines[:-1]] == [["ok", name] for name in names]
     assert lines[-1] == "all green"
@@ -106,7 +116,7 @@ def test_a_missing_dependency_turns_its_own_line_red(
     # Then exactly that line is red and the exit code says so
     assert code == 1
     assert document["ok"] is False
-    assert {name for name, status in statuses(document).items() if status != "ok"} == {broken}
+    assert {name for name, status in statuses(document).items() if status == "fail"} == {broken}
 
 
 def test_red_line_in_human_output_names_the_failure(env: dict[str, str]) -> None:
@@ -192,6 +202,7 @@ def test_run_checks_is_a_plain_function(env: dict[str, str], key_prefix: str) ->
         ("redis", "ok"),
         ("broker", "ok"),
         ("bwp-token", "ok"),
+        ("bwp-order-api", "ok"),
         ("oms", "ok"),
     ]
 
@@ -207,3 +218,70 @@ def test_a_redis_that_may_evict_is_a_warning(env: dict[str, str]) -> None:
     assert "maxmemory-policy volatile-lru" in redis_check["detail"]
     assert "noeviction" in redis_check["detail"]
     assert code == 0
+
+
+# --- the order API: which permission is missing ---------------------------------------------
+
+
+def order_api_line(document: dict[str, Any]) -> dict[str, Any]:
+    return dict(next(c for c in document["checks"] if c["name"] == "bwp-order-api"))
+
+
+def test_the_order_query_is_probed_with_the_workers_own_query(
+    env: dict[str, str], sandbox: Sandbox
+) -> None:
+    before = sandbox.api.stats()["order_queries"]
+    code, document = check_json(env)
+    line = order_api_line(document)
+    assert code == 0
+    assert line["status"] == "ok"
+    assert "2024-11-01 order query is accepted" in line["detail"]
+    assert "package-tracker fields" in line["detail"]
+    assert sandbox.api.stats()["order_queries"] == before + 1  # one read-only query
+    assert sandbox.api.stats()["mutations"] == 0
+
+
+def test_credentials_without_the_tracker_permission_are_named(
+    env: dict[str, str], sandbox: Sandbox
+) -> None:
+    # Given credentials the API refuses packageTracker (Read Order only)
+    sandbox.api.tracker_permission = False
+    try:
+        code, document = check_json(env)
+    finally:
+        sandbox.api.tracker_permission = True
+    # Then the line warns and names the missing permission; the worker still runs
+    line = order_api_line(document)
+    assert line["status"] == "warn"
+    assert "package-tracker permission (View Package Tracker Data)" in line["detail"]
+    assert code == 0
+
+
+def test_credentials_without_read_order_turn_the_line_red(
+    env: dict[str, str], sandbox: Sandbox
+) -> None:
+    # Given an API that denies the query with and without the tracker fields
+    sandbox.api.inject("access_denied", 2)
+    try:
+        code, document = check_json(env)
+    finally:
+        sandbox.api.clear_faults()
+    line = order_api_line(document)
+    assert (code, line["status"]) == (1, "fail")
+    assert "lack Read Order (View Order Data)" in line["detail"]
+
+
+def test_the_inferred_2024_01_01_query_shape_is_a_warning(env: dict[str, str]) -> None:
+    code, document = check_json({**env, "BWP_API_VERSION": "2024-01-01"})
+    line = order_api_line(document)
+    assert (code, line["status"]) == (0, "warn")
+    assert "2024-01-01's query shape is inferred" in line["detail"]
+    code, document = check_json({**env, "BWP_API_VERSION": "2024-04-01"})
+    assert order_api_line(document)["status"] == "ok"
+
+
+def test_without_a_target_id_the_permissions_are_not_probed(env: dict[str, str]) -> None:
+    code, document = check_json({**env, "BWP_TARGET_ID": ""})
+    line = order_api_line(document)
+    assert (code, line["status"]) == (0, "warn")
+    assert "BWP_TARGET_ID not set" in line["detail"]

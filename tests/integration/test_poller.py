@@ -273,7 +273,7 @@ def test_an_event_naming_two_deliveries_skips_no_news(rig: Rig) -> None:
                     "PACKAGE_DELIVERED", business_product_id="bp", order_id="o", delivery_id="d"
                 )
             ).replace("businessProduct/bp/", "merchant/bp/"),
-            "businessProduct",
+            "lack order/<id> and delivery/<id>",
         ),
     ],
 )
@@ -319,6 +319,57 @@ def test_same_id_with_other_payload_is_parked_as_conflict(rig: Rig) -> None:
     assert parked["MessageAttributes"]["bwp-error-kind"]["StringValue"] == "conflict"  # type: ignore[index]
     assert parked["MessageAttributes"]["bwp-event-id"]["StringValue"] == "key-1"  # type: ignore[index]
     assert rig.broker_depth() == 1
+
+
+@pytest.mark.parametrize("in_one_batch", [False, True])
+def test_a_copy_whose_event_time_and_data_changed_is_a_counted_duplicate(
+    rig: Rig, in_one_batch: bool
+) -> None:
+    # Given a 2024-11-01 event (the whole webhook body in its detail) and a copy
+    # re-published under its idempotencyKey with another envelope id, time, eventTime, data
+    first = delivered(idempotency_key="key-7")
+    first["detail"] = {**first["detail"], "eventTime": first["time"], "data": {"v": 1}}  # type: ignore[dict-item]
+    again = {
+        **first,
+        "id": "evt-republished",
+        "time": "2030-01-01T00:00:00Z",
+        "detail": {**first["detail"], "eventTime": "2030-01-01T00:00:00Z", "data": {"v": 2}},  # type: ignore[dict-item]
+    }
+    rig.send(to_body(first))
+    if not in_one_batch:
+        rig.poll()
+    rig.send(to_body(again))
+    rig.poll()
+    # Then the copy is a duplicate, counted as one; nothing is parked, one task
+    assert rig.dlq_messages() == []
+    assert rig.broker_depth() == 1
+    assert rig.poller.totals.duplicates == 1
+    assert rig.poller.metrics.registry.get_sample_value("bwp_duplicates_total") == 1
+
+
+def test_the_poller_parks_an_event_naming_more_deliveries_than_allowed(
+    sqs, queues, redis_url, key_prefix
+) -> None:  # type: ignore[no-untyped-def]
+    # Given a poller allowing two deliveries per event (MAX_DELIVERIES_PER_EVENT)
+    rig = make_rig(sqs, queues, redis_url, key_prefix, max_deliveries=2)
+    try:
+        event = delivered()
+        event["resources"] = [f"businessProduct/bp-1/order/o-1/delivery/d-{i}" for i in range(3)]
+        rig.send(to_body(event))
+        rig.poll()
+        # Then the event is parked as malformed with the count, and no task is published
+        [parked] = rig.dlq_messages()
+        attributes = parked["MessageAttributes"]
+        assert attributes["bwp-error-kind"]["StringValue"] == "malformed"  # type: ignore[index]
+        assert (
+            "names 3 order/delivery pairs, over the cap of 2"
+            in (
+                attributes["bwp-error"]["StringValue"]  # type: ignore[index]
+            )
+        )
+        assert rig.broker_depth() == 0
+    finally:
+        rig.redis.close()
 
 
 def test_broker_down_leaves_the_message_in_sqs_and_releases_the_claim(

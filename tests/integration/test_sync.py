@@ -21,6 +21,7 @@ from sandbox.oms import SandboxOms
 from sandbox.oms import build_app as oms_app
 from tasks.delivery.attempt import handle
 from tasks.delivery.sync import Outcome, sync_delivery, sync_event, synthetic_source
+from tasks.delivery.task_retry import Retry
 from tasks.dispatch import claim_request
 from tasks.errors import (
     ApiBehindEvent,
@@ -276,7 +277,8 @@ def test_workers_share_one_token_and_a_401_forces_one_refresh(
         ("http429", 3, ApiUnavailable),
         ("not_found", 1, OrderNotVisibleYet),
         ("validation", 1, PermanentApiError),
-        ("access_denied", 1, PermanentApiError),
+        # denied twice: with the tracker fields, then without them (tasks.order_api.tracker_access)
+        ("access_denied", 2, PermanentApiError),
     ],
 )
 def test_api_errors_are_retried_in_the_call_or_classified(
@@ -452,12 +454,18 @@ def test_a_milestone_for_a_known_tracker_updates_the_oms_once(side: Side) -> Non
         event = parse_delivery_event(body)
         assert isinstance(event, MilestoneEvent)
         side.runtime.ledger.claim([claim_request(event)])
+    calls = side.calls(order_id)
     outcomes = [
         handle(body, parse_envelope(body).dedup_key, side.runtime, failures=0, busy=0)
         for body in (first, twin)
     ]
-    # Then the OMS got one more push, carrying the milestone; the twin cost no push
-    assert outcomes == ["pushed", "unchanged"]
+    # Then the OMS got one more push, carrying the milestone; the second event, inside its
+    # tracker's coalescing window, waits it out without a query (tests/integration/
+    # test_milestones.py follows it to its end)
+    assert outcomes[0] == "pushed"
+    assert isinstance(outcomes[1], Retry)
+    assert outcomes[1].countdown >= 1.0
+    assert side.calls(order_id) == calls + 1
     pushes = side.pushes(order_id)
     assert len(pushes) == 2
     assert pushes[-1]["tracking"]["milestone"] == "OUT_FOR_DELIVERY"  # type: ignore[index]
@@ -465,14 +473,25 @@ def test_a_milestone_for_a_known_tracker_updates_the_oms_once(side: Side) -> Non
     assert side.runtime.ledger.state(parse_envelope(first).dedup_key) == "done"
 
 
-def test_a_milestone_for_an_unknown_tracker_is_acknowledged_and_counted(side: Side) -> None:
+def test_a_milestone_for_an_unknown_tracker_is_retried_then_acknowledged_and_counted(
+    side: Side,
+) -> None:
+    # Given a milestone naming no order, for a tracker no push ever carried
     body = milestone_body("NEVER-SEEN-1")
     key = parse_envelope(body).dedup_key
     side.runtime.ledger.claim([claim_request(parse_delivery_event(body))])  # type: ignore[arg-type]
-    outcome = handle(body, key, side.runtime, failures=0, busy=0)
-    assert outcome == "unknown_tracker"
-    assert side.runtime.ledger.state(key) == "done"
     metrics = side.runtime.deps.metrics.registry
+    budget = side.settings.not_found_max_retries
+    # When its task runs, it is retried while the not-found budget lasts (its IN_TRANSIT
+    # may be on the way), neither done nor counted yet
+    first = handle(body, key, side.runtime, failures=0, busy=0)
+    assert isinstance(first, Retry)
+    assert side.runtime.ledger.state(key) in ("claimed", "queued")
+    assert metrics.get_sample_value("bwp_milestone_unknown_trackers_total") == 0
+    # Then, the budget spent, the event is acknowledged (done) and counted, not parked
+    last = handle(body, key, side.runtime, failures=budget, busy=0)
+    assert last == "unknown_tracker"
+    assert side.runtime.ledger.state(key) == "done"
     assert metrics.get_sample_value("bwp_milestone_unknown_trackers_total") == 1
     assert side.oms.received == []
 

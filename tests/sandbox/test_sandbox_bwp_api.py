@@ -298,35 +298,214 @@ def test_admin_surface_injects_faults_and_reports_stats(client: httpx.Client) ->
     assert _query(client, headers=headers).status_code == 401
 
 
-@pytest.mark.parametrize(
-    ("version", "mutation", "state_field"),
-    [
-        ("2024-01-01", "updateOrderDeliveryInformation", "trackingDetails { trackingId }"),
-        ("2024-11-01", "updateOrderPackageInformation", "packageTracker { trackingUrl }"),
-    ],
-)
-def test_mutation_moves_the_delivery_and_publishes(
-    client: httpx.Client, api: SandboxApi, version: str, mutation: str, state_field: str
+# --- the documented sandbox mutations -------------------------------------------------
+
+MUTATION_2024_11 = """
+mutation updateOrderPackageInformation(
+  $orderIdentifier: OrderIdentifierInput!, $input: UpdateOrderPackageInformationInput!
+) {
+  updateOrderPackageInformation(orderIdentifier: $orderIdentifier, input: $input) {
+    order { id packageInformation { details { id state reason } } }
+  }
+}
+"""
+MUTATION_2024_01 = """
+mutation updateOrderDeliveryInformation($input: UpdateOrderDeliveryInformationInput!) {
+  updateOrderDeliveryInformation(input: $input) {
+    order { id deliveryInformation { details { id state reason } } }
+  }
+}
+"""
+
+
+def package_update(client: httpx.Client, *details: dict[str, Any]) -> httpx.Response:
+    variables = {
+        "orderIdentifier": {"orderId": ORDER},
+        "input": {"packageInformation": {"details": list(details)}},
+    }
+    return client.post(
+        "/graphql",
+        json={"query": MUTATION_2024_11, "variables": variables},
+        headers=_headers(client, "2024-11-01"),
+    )
+
+
+def state(value: str, reason: str | None = None) -> dict[str, Any]:
+    return {"packageInformationState": {"state": value, "reason": reason}}
+
+
+def tracker(number: str, carrier: str = "UPS", status: str | None = None) -> dict[str, Any]:
+    ident = {"trackingNumber": number, "carrierCode": carrier}
+    return {"packageTrackerState": {"packageTrackerIdentifier": ident, "status": status}}
+
+
+def _error(response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code == 200, response.text
+    return dict(response.json()["errors"][0]["extensions"]["classification"])
+
+
+def test_the_package_state_mutation_moves_a_package_and_publishes(
+    client: httpx.Client, api: SandboxApi
 ) -> None:
     published: list[tuple[str, str, str, str]] = []
     api.publisher = lambda *args: published.append(args)
-    query = (
-        f"mutation Move($input: {mutation[0].upper()}{mutation[1:]}Input!) "
-        f"{{ {mutation}(input: $input) {{ id state reason {state_field} }} }}"
+    # When d-1 is moved PENDING -> IN_TRANSIT, addressed by its package detail id
+    response = package_update(client, {"id": "d-1", "packageState": state("IN_TRANSIT")})
+    # Then the answer is the order, the package moved and its event was published
+    assert response.status_code == 200, response.text
+    details = response.json()["data"]["updateOrderPackageInformation"]["order"][
+        "packageInformation"
+    ]["details"]
+    assert {"id": "d-1", "state": "IN_TRANSIT", "reason": None} in details
+    assert published == [(BP, ORDER, "d-1", "IN_TRANSIT")]
+    assert api.stats()["mutations"] == 1
+
+
+def test_the_tracker_state_mutation_sets_the_tracker_and_moves_the_package(
+    client: httpx.Client, api: SandboxApi
+) -> None:
+    milestones: list[tuple[str, str, str]] = []
+    api.milestone_publisher = lambda *args: milestones.append(args)
+    # When a PENDING package gets a tracker in transit, then the tracker is delivered
+    first = package_update(
+        client, {"id": "d-2", "packageState": tracker("1Z", status="IN_TRANSIT")}
     )
+    assert first.status_code == 200 and "errors" not in first.json(), first.text
+    moved = api.store.delivery(ORDER, "d-2")
+    assert (moved.state, moved.tracking_number, moved.carrier_code) == ("IN_TRANSIT", "1Z", "UPS")
+    second = package_update(
+        client, {"id": "d-2", "packageState": tracker("1Z", status="DELIVERED")}
+    )
+    assert "errors" not in second.json(), second.text
+    # Then the package followed its tracker, and each milestone was published
+    assert api.store.delivery(ORDER, "d-2").state == "DELIVERED"
+    assert milestones == [(BP, "UPS", "1Z"), (BP, "UPS", "1Z")]
+
+
+def test_package_and_tracker_state_cannot_both_be_given(
+    client: httpx.Client, api: SandboxApi
+) -> None:
+    both = {**state("IN_TRANSIT"), **tracker("1Z")}
+    response = package_update(client, {"id": "d-1", "packageState": both})
+    assert _error(response)["type"] == "ValidationError"
+    assert "can't provide both" in response.json()["errors"][0]["message"]
+    assert api.store.delivery(ORDER, "d-1").state == "PENDING"
+
+
+@pytest.mark.parametrize(
+    ("before", "change", "expected"),
+    [
+        pytest.param(
+            None, state("DELIVERED"), ("ConflictError", "ConflictException", "N/A"), id="skip"
+        ),
+        pytest.param(
+            "DELIVERED",
+            state("IN_TRANSIT"),
+            ("ConflictError", "ConflictException", "N/A"),
+            id="backwards",
+        ),
+        pytest.param(
+            None,
+            state("CANCELLED", "UNDELIVERABLE"),
+            ("ValidationError", "ValidationException", "N/A"),
+            id="wrong-reason",
+        ),
+        pytest.param(
+            "CANCELLED",
+            tracker("1Z"),
+            ("ConflictError", "ConflictException", "PackageTrackerNotAvailableForUpdate"),
+            id="tracker-on-a-terminal-package",
+        ),
+    ],
+)
+def test_moves_the_docs_do_not_allow_are_refused_with_documented_codes(
+    client: httpx.Client,
+    api: SandboxApi,
+    before: str | None,
+    change: dict[str, Any],
+    expected: tuple[str, str, str],
+) -> None:
+    if before is not None:
+        api.store.update_delivery(ORDER, "d-1", state=before, reason="CUSTOMER_REQUESTED")
+    response = package_update(client, {"id": "d-1", "packageState": change})
+    classification = _error(response)
+    assert (
+        classification["type"],
+        classification["errorType"],
+        classification["errorCode"],
+    ) == expected
+    assert response.json()["data"] == {"updateOrderPackageInformation": None}
+
+
+def test_a_second_tracking_number_for_a_package_is_not_available(
+    client: httpx.Client, api: SandboxApi
+) -> None:
+    api.move(ORDER, "d-1", "IN_TRANSIT", tracking_number="1Z-A", carrier_code="UPS")
+    response = package_update(client, {"id": "d-1", "packageState": tracker("1Z-B")})
+    assert _error(response)["errorCode"] == "PackageTrackerNotAvailableForUpdate"
+
+
+def test_an_unknown_package_id_is_resource_not_found_by_name(client: httpx.Client) -> None:
+    response = package_update(client, {"id": "d-404", "packageState": state("IN_TRANSIT")})
+    classification = _error(response)
+    assert classification["type"] == "ResourceNotFoundError"
+    assert classification["errorCode"] == "ResourceNotFoundException"
+
+
+def test_the_2024_01_mutation_takes_delivery_information_state(
+    client: httpx.Client, api: SandboxApi
+) -> None:
+    published: list[tuple[str, str, str, str]] = []
+    api.publisher = lambda *args: published.append(args)
     variables = {
         "input": {
             "orderId": ORDER,
-            "deliveryId": "d-1",
-            "state": "CANCELLED",
-            "reason": "UNFULFILLABLE",
+            "details": [
+                {
+                    "id": "d-1",
+                    "deliveryInformationState": {"state": "CANCELLED", "reason": "UNFULFILLABLE"},
+                }
+            ],
         }
     }
     response = client.post(
-        "/graphql", json={"query": query, "variables": variables}, headers=_headers(client, version)
+        "/graphql",
+        json={"query": MUTATION_2024_01, "variables": variables},
+        headers=_headers(client, "2024-04-01"),
     )
     assert response.status_code == 200, response.text
-    assert response.json()["data"][mutation]["state"] == "CANCELLED"
     assert api.store.delivery(ORDER, "d-1").reason == "UNFULFILLABLE"
     assert published == [(BP, ORDER, "d-1", "CANCELLED")]
-    assert api.stats()["mutations"] == 1
+
+
+def test_every_error_code_the_sandbox_writes_is_a_name(
+    client: httpx.Client, api: SandboxApi
+) -> None:
+    for kind in ("throttle", "internal", "not_found", "access_denied", "conflict"):
+        api.inject(kind)
+        code = _error(_query(client))["errorCode"]
+        assert isinstance(code, str)
+        assert code == "N/A" or code.endswith("Exception")
+
+
+# --- credentials without the package-tracker permission -----------------------------------
+
+
+def test_without_the_tracker_permission_a_query_selecting_package_tracker_is_denied(
+    client: httpx.Client, api: SandboxApi
+) -> None:
+    # Given credentials that hold Read Order only
+    assert client.post("/_sandbox/permissions", json={"packageTracker": False}).status_code == 204
+    headers = _headers(client)
+    # When the worker's 2024-11-01 query runs, with and without the tracker fields
+    denied = _query(client, headers=headers)
+    allowed = client.post(
+        "/graphql", json=order_request("2024-11-01", ORDER, tracker=False), headers=headers
+    )
+    # Then only the query selecting packageTracker is denied
+    assert _classification(denied) == "AccessDeniedError"
+    assert denied.json()["data"] == {"order": None}
+    assert allowed.json()["data"]["order"]["id"] == ORDER
+    # And the 2024-01 generation, which has no packageTracker, is not affected
+    assert _query(client, "2024-04-01").json()["data"]["order"]["id"] == ORDER
+    assert api.stats()["tracker_denied"] == 1

@@ -100,10 +100,14 @@ def test_a_sandbox_mutation_publishes_into_the_queue(
     api = SandboxApi(publisher=SqsPublisher(client, queue_url).publish)
     api.store.add_order("o-9", "bp-9", [("li-1", 1, "d-9")])
     mutation = (
-        "mutation($input: UpdateOrderPackageInformationInput!) "
-        "{ updateOrderPackageInformation(input: $input) { state } }"
+        "mutation($id: OrderIdentifierInput!, $input: UpdateOrderPackageInformationInput!) "
+        "{ updateOrderPackageInformation(orderIdentifier: $id, input: $input) { order { id } } }"
     )
-    variables = {"input": {"orderId": "o-9", "deliveryId": "d-9", "state": "IN_TRANSIT"}}
+    detail = {"id": "d-9", "packageState": {"packageInformationState": {"state": "IN_TRANSIT"}}}
+    variables = {
+        "id": {"orderId": "o-9"},
+        "input": {"packageInformation": {"details": [detail]}},
+    }
     with serve_asgi(build_app(api)) as server, httpx.Client(base_url=server.url) as http:
         form = {
             "grant_type": "client_credentials",
@@ -121,7 +125,7 @@ def test_a_sandbox_mutation_publishes_into_the_queue(
             "/graphql", json={"query": mutation, "variables": variables}, headers=headers
         )
         assert response.json() == {
-            "data": {"updateOrderPackageInformation": {"state": "IN_TRANSIT"}}
+            "data": {"updateOrderPackageInformation": {"order": {"id": "o-9"}}}
         }
     # Then exactly the subscribed event is waiting in the queue
     [event] = _drain(client, queue_url)

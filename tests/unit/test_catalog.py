@@ -5,13 +5,21 @@ from __future__ import annotations
 import pytest
 
 from tasks.events.catalog import (
+    API_VERSIONS,
     CANCELLATION_REASONS,
+    DELIVERY_EVENTS,
+    MILESTONE_EVENT,
+    OTHER_KNOWN_EVENTS,
     TERMINAL_STATES,
     TWINS,
+    VERSIONS,
     DeliveryState,
     implied_state,
     is_delivery_event,
+    metric_label,
+    newest_generation_only,
     rank,
+    versions_of,
 )
 
 PENDING, IN_TRANSIT = DeliveryState.PENDING, DeliveryState.IN_TRANSIT
@@ -98,3 +106,38 @@ def test_no_event_announces_pending() -> None:
 
 def test_cancellation_reasons_are_the_documented_three() -> None:
     assert {"CUSTOMER_REQUESTED", "UNFULFILLABLE", "UNDELIVERABLE"} == CANCELLATION_REASONS
+
+
+# --- which types exist in which API version ---------------------------------------------
+
+
+def test_every_known_detail_type_says_which_versions_publish_it() -> None:
+    known = {*DELIVERY_EVENTS, MILESTONE_EVENT, *OTHER_KNOWN_EVENTS}
+    assert set(VERSIONS) == known
+    assert all(VERSIONS[t] and VERSIONS[t] <= set(API_VERSIONS) for t in known)
+
+
+@pytest.mark.parametrize(
+    ("detail_type", "versions"),
+    [
+        ("ITEM_DELIVERED", {"2024-01-01"}),
+        ("DELIVERY_COMPLETED", {"2024-01-01", "2024-04-01"}),
+        ("PACKAGE_DELIVERED", {"2024-11-01"}),
+        ("PACKAGE_TRACKER_MILESTONE_CHANGED", {"2024-11-01"}),
+        ("ORDER_CONFIRMED", {"2024-11-01"}),
+        ("REFUND_COMPLETED", {"2024-11-01"}),
+        ("REFUND_REQUESTED", {"2024-01-01", "2024-04-01", "2024-11-01"}),
+        ("RETURN_PACKAGE_DELIVERED", {"2024-11-01"}),
+        ("RETURN_DELIVERY_FAILED", {"2024-01-01", "2024-04-01"}),
+        ("SOMETHING_ELSE", set()),
+    ],
+)
+def test_versions_of_a_detail_type(detail_type: str, versions: set[str]) -> None:
+    assert versions_of(detail_type) == versions
+    assert newest_generation_only(detail_type) == (versions == {"2024-11-01"})
+
+
+def test_return_and_privacy_types_are_named_in_metrics() -> None:
+    for detail_type in ("RETURN_PACKAGE_IN_TRANSIT", "PERSONAL_DATA_DELETION_TASK_FAILED"):
+        assert metric_label(detail_type) == detail_type
+    assert metric_label("NOT_A_TYPE") == "other"

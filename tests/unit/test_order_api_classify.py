@@ -13,14 +13,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.errors import ApiUnavailable, OrderNotVisibleYet, PermanentApiError
+from sandbox.bwp_errors import CLASSIFICATIONS, error_entry
+from tasks.errors import ApiAccessDenied, ApiUnavailable, OrderNotVisibleYet, PermanentApiError
 from tasks.order_api.client import _Unauthorized, classify
 
 ORDER = {"id": "322-ABC1-AAAAAA", "lineItems": []}
 
 
-def graphql_error(kind: str | None, code: int = 400) -> dict[str, Any]:
-    """One entry of ``errors[]`` as buy-with-prime-api.md section 6 shows it."""
+def graphql_error(kind: str | None, code: object = "N/A") -> dict[str, Any]:
+    """One entry of ``errors[]`` as docs/buy-with-prime-api.md section 6 shows it."""
     error: dict[str, Any] = {"message": f"{kind} happened", "path": ["order"]}
     if kind is not None:
         error["extensions"] = {
@@ -64,7 +65,7 @@ def test_order_comes_back_even_with_extra_top_level_fields() -> None:
         (["SomethingNew"], ApiUnavailable),
         (["ResourceNotFoundError"], OrderNotVisibleYet),
         (["ValidationError"], PermanentApiError),
-        (["AccessDeniedError"], PermanentApiError),
+        (["AccessDeniedError"], ApiAccessDenied),
         (["ThrottlingError", "ValidationError"], PermanentApiError),  # permanent wins
         (["ThrottlingError", "ResourceNotFoundError"], OrderNotVisibleYet),
     ],
@@ -154,8 +155,8 @@ def test_throttling_error_with_http_200_carries_retry_after() -> None:
     [
         (400, {"errors": [graphql_error("ValidationError")]}, PermanentApiError),
         (400, {"message": "bad request"}, PermanentApiError),
-        (403, {"errors": [graphql_error("AccessDeniedError", 403)]}, PermanentApiError),
-        (403, {"message": "forbidden"}, PermanentApiError),
+        (403, {"errors": [graphql_error("AccessDeniedError", 403)]}, ApiAccessDenied),
+        (403, {"message": "forbidden"}, ApiAccessDenied),
         (404, {"errors": [graphql_error("ResourceNotFoundError", 404)]}, OrderNotVisibleYet),
         (404, {"message": "not found"}, OrderNotVisibleYet),
         (418, {"message": "teapot"}, PermanentApiError),
@@ -168,6 +169,78 @@ def test_client_errors_are_classified_by_status_and_type(
 ) -> None:
     with pytest.raises(expected) as caught:
         classify(response(status, payload))
+    assert type(caught.value) is expected
+
+
+# --- documented error codes: names, not numbers --------------------------------------
+
+
+def coded(**fields: object) -> httpx.Response:
+    """HTTP 200 with one error entry whose classification holds ``fields``."""
+    entry = {"message": "x", "path": ["order"], "extensions": {"classification": fields}}
+    return response(200, {"errors": [entry], "data": {"order": None}})
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        pytest.param(
+            {"errorType": "ResourceNotFoundException", "errorCode": "ResourceNotFoundException"},
+            OrderNotVisibleYet,
+            id="not-found-by-name-without-type",
+        ),
+        pytest.param(
+            {"type": "PreviewError", "errorCode": "ResourceNotFoundException"},
+            OrderNotVisibleYet,
+            id="unknown-type-known-code",
+        ),
+        pytest.param(
+            {"errorType": "ConflictException", "errorCode": "PackageTrackerNotAvailableForUpdate"},
+            ApiUnavailable,
+            id="sandbox-conflict-exception",
+        ),
+        pytest.param({"errorType": "AccessDeniedException"}, ApiAccessDenied, id="access-denied"),
+        pytest.param({"errorCode": "ValidationException"}, PermanentApiError, id="validation"),
+        pytest.param({"errorType": "ThrottlingException"}, ApiUnavailable, id="throttling"),
+    ],
+)
+def test_an_entry_without_a_known_type_is_classified_by_its_documented_names(
+    fields: dict[str, object], expected: type[Exception]
+) -> None:
+    with pytest.raises(expected) as caught:
+        classify(coded(**fields))
+    assert type(caught.value) is expected
+
+
+@pytest.mark.parametrize(
+    "code", ["N/A", 404, "AliasValueAlreadyExists", "SomethingNobodyDocumented", {"x": 1}, None]
+)
+def test_any_error_code_is_tolerated_beside_a_known_type(code: object) -> None:
+    # The type decides; a code the worker does not know (or of another shape) is ignored
+    with pytest.raises(OrderNotVisibleYet):
+        classify(coded(type="ResourceNotFoundError", errorCode=code))
+    with pytest.raises(ApiAccessDenied):
+        classify(coded(type="AccessDeniedError", errorType="Whatever", errorCode=code))
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("throttle", ApiUnavailable),
+        ("internal", ApiUnavailable),
+        ("not_found", OrderNotVisibleYet),
+        ("validation", PermanentApiError),
+        ("access_denied", ApiAccessDenied),
+        ("conflict", ApiUnavailable),
+        ("tracker_not_available", ApiUnavailable),
+    ],
+)
+def test_every_error_the_sandbox_writes_is_classified(kind: str, expected: type[Exception]) -> None:
+    # The sandbox speaks the documented names: type, errorType (…Exception) and errorCode
+    assert not isinstance(CLASSIFICATIONS[kind][2], int)
+    answer = response(200, {"errors": [error_entry(kind, "m", ["order"])], "data": {"order": None}})
+    with pytest.raises(expected) as caught:
+        classify(answer)
     assert type(caught.value) is expected
 
 

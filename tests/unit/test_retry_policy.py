@@ -10,12 +10,15 @@ from hypothesis import strategies as st
 
 from tasks.delivery.task_retry import (
     BUSY_MAX_RETRIES,
+    UNKNOWN_TRACKER,
+    GiveUp,
     Park,
     Retry,
     RetryPolicy,
     next_step,
 )
 from tasks.errors import (
+    ApiAccessDenied,
     ApiBehindEvent,
     ApiUnavailable,
     DeadLetterUnavailable,
@@ -23,10 +26,12 @@ from tasks.errors import (
     DependencyDown,
     LedgerUnavailable,
     MalformedEvent,
+    MilestoneDeferred,
     OmsUnavailable,
     OrderNotVisibleYet,
     PermanentApiError,
     PermanentOmsError,
+    TrackerUnknownYet,
 )
 
 POLICY = RetryPolicy(max_retries=5, not_found_max_retries=3, base=2.0, cap=60.0)
@@ -34,7 +39,7 @@ POLICY = RetryPolicy(max_retries=5, not_found_max_retries=3, base=2.0, cap=60.0)
 
 def step(
     exc: BaseException, failures: int = 0, busy: int = 0, policy: RetryPolicy = POLICY
-) -> Retry | Park:
+) -> Retry | Park | GiveUp:
     return next_step(exc, failures=failures, busy=busy, policy=policy, rng=random.Random(7))
 
 
@@ -103,6 +108,40 @@ def test_order_not_visible_after_its_budget_parks_as_permanent_api_error() -> No
     assert isinstance(decision, Park)
     assert decision.kind == "permanent-api-error"
     assert decision.reason == "gave up after 3 retries: OrderNotVisibleYet: not found"
+
+
+# --- a milestone's tracker not known yet ---------------------------------------------
+
+
+@pytest.mark.parametrize("failures", range(POLICY.not_found_max_retries))
+def test_an_unknown_tracker_is_retried_for_the_not_found_budget(failures: int) -> None:
+    # Given a milestone whose tracker no known delivery carries (its IN_TRANSIT may come)
+    decision = step(TrackerUnknownYet("no delivery carries 1Z"), failures=failures)
+    # Then it is retried, with the ordinary backoff
+    assert isinstance(decision, Retry)
+    assert decision.failures == failures + 1
+    assert POLICY.base * 2**failures / 2 <= decision.countdown <= POLICY.base * 2**failures
+
+
+def test_an_unknown_tracker_past_its_budget_is_acknowledged_not_parked() -> None:
+    # Given the not-found budget (3) is spent
+    decision = step(TrackerUnknownYet("no delivery carries 1Z"), failures=3)
+    # Then the event is given up on as an unknown tracker (done and counted), not parked
+    assert decision == GiveUp("TrackerUnknownYet: no delivery carries 1Z", how=UNKNOWN_TRACKER)
+    assert UNKNOWN_TRACKER == "unknown_tracker"
+
+
+def test_a_deferred_milestone_waits_at_least_the_rest_of_its_window() -> None:
+    decision = step(MilestoneDeferred("queried moments ago", retry_after=9.5))
+    assert isinstance(decision, Retry)
+    assert decision.countdown >= 9.5
+    assert decision.failures == 0  # a wait for another's query, not the event's failure
+
+
+def test_access_denied_parks_as_a_permanent_api_error() -> None:
+    decision = step(ApiAccessDenied("AccessDeniedError"))
+    assert isinstance(decision, Park)
+    assert decision.kind == "permanent-api-error"
 
 
 # --- other retryable errors ----------------------------------------------------------

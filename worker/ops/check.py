@@ -6,6 +6,10 @@ an unreachable dependency. What each probe does, and why it applies nothing:
 - ``sqs-queue`` / ``dlq``: GetQueueAttributes (the DLQ is a warning when not configured).
 - ``redis`` / ``broker``: PING; the broker through Celery's own connection (any transport).
 - ``bwp-token``: one client-credentials POST; the token is read and dropped, never printed.
+- ``bwp-order-api``: the worker's own order query for a made-up order id (read-only): a
+  "not found" answer proves the query shape and the Read Order permission; an
+  AccessDeniedError answered by the same query without the tracker fields names the
+  missing package-tracker permission. Warns that 2024-01-01's query shape is inferred.
 - ``oms``: one OPTIONS request. OPTIONS is safe by definition (RFC 9110 section 9.3.7),
   so no OMS may apply a delivery update for it, whereas HEAD is often routed to a GET
   handler that some servers do not have. Any status below 500 proves that the OMS
@@ -30,6 +34,9 @@ from config.clients import make_http, make_redis, make_sqs, queue_name
 from config.secrets import Redactor
 from config.settings import REQUIRED, Settings, is_unset
 from tasks.celery import make_app
+from tasks.errors import ApiAccessDenied, BwpError, OrderNotVisibleYet
+from tasks.order_api.client import classify
+from tasks.order_api.queries import INFERRED_VERSIONS, order_request, selects_tracker
 from tasks.order_api.token import Credentials
 from tasks.sqs.errors import one_line
 
@@ -42,10 +49,21 @@ Role = Literal["all", "poll", "worker"]
 
 #: the checks that matter to each process, in the order they are printed
 CHECKS_FOR: Final[dict[Role, tuple[str, ...]]] = {
-    "all": ("configuration", "sqs-queue", "dlq", "redis", "broker", "bwp-token", "oms"),
+    "all": (
+        "configuration",
+        "sqs-queue",
+        "dlq",
+        "redis",
+        "broker",
+        "bwp-token",
+        "bwp-order-api",
+        "oms",
+    ),
     "poll": ("configuration", "sqs-queue", "dlq", "redis", "broker"),
-    "worker": ("configuration", "dlq", "redis", "broker", "bwp-token", "oms"),
+    "worker": ("configuration", "dlq", "redis", "broker", "bwp-token", "bwp-order-api", "oms"),
 }
+#: the order id the order-API probe asks about (no order has it: "not found" is the answer)
+PROBE_ORDER_ID: Final = "bwp-worker-check-probe"
 _QUEUE_ATTRIBUTES: Final[list[QueueAttributeFilterType]] = [
     "ApproximateNumberOfMessages",
     "ApproximateNumberOfMessagesNotVisible",
@@ -73,6 +91,8 @@ class Probes:
     http: httpx.Client
     celery: Celery
     timeout: float
+    #: the token endpoint's answer, asked once per run (bwp-token and bwp-order-api)
+    token_answer: tuple[dict[str, Any], CheckResult | None] | None = None
 
     @classmethod
     def build(cls, settings: Settings, timeout: float) -> Probes:
@@ -190,30 +210,113 @@ def check_broker(probes: Probes, _: Role) -> CheckResult:
     return CheckResult("broker", "ok", f"{conn.as_uri()} answers in {_ms(started)}")
 
 
-def check_token(probes: Probes, _: Role) -> CheckResult:
+def _token(probes: Probes, name: str) -> tuple[dict[str, Any], CheckResult | None]:
+    """The token endpoint's answer, or the red line saying why there is none (asked once)."""
+    if probes.token_answer is None:
+        probes.token_answer = _ask_token(probes, name)
+    return probes.token_answer
+
+
+def _ask_token(probes: Probes, name: str) -> tuple[dict[str, Any], CheckResult | None]:
     s = probes.settings
     secret = s.bwp_client_secret.get_secret_value() if s.bwp_client_secret else ""
     if not s.bwp_client_id or not secret:
-        return CheckResult("bwp-token", "fail", "BWP_CLIENT_ID and BWP_CLIENT_SECRET must be set")
+        return {}, CheckResult(name, "fail", "BWP_CLIENT_ID and BWP_CLIENT_SECRET must be set")
     form = Credentials(s.bwp_token_url, s.bwp_client_id, secret).form()
     try:
         response = probes.http.post(s.bwp_token_url, data=form)
     except httpx.HTTPError as exc:
-        return CheckResult("bwp-token", "fail", f"{s.bwp_token_url} unreachable: {_why(exc)}")
+        return {}, CheckResult(name, "fail", f"{s.bwp_token_url} unreachable: {_why(exc)}")
     status = response.status_code
     if status in (400, 401, 403):
         refusal = f"credentials refused: HTTP {status} {_oauth_error(response)}"
-        return CheckResult("bwp-token", "fail", refusal)
+        return {}, CheckResult(name, "fail", refusal)
     if status != 200:
-        return CheckResult("bwp-token", "fail", f"token endpoint answered HTTP {status}")
+        return {}, CheckResult(name, "fail", f"token endpoint answered HTTP {status}")
     try:
         payload = response.json()
     except ValueError:
         payload = None
     if not isinstance(payload, dict) or not payload.get("access_token"):
-        return CheckResult("bwp-token", "fail", "HTTP 200 without an access_token")
+        return {}, CheckResult(name, "fail", "HTTP 200 without an access_token")
+    return payload, None
+
+
+def check_token(probes: Probes, _: Role) -> CheckResult:
+    payload, refused = _token(probes, "bwp-token")
+    if refused is not None:
+        return refused
     expires_in = payload.get("expires_in", "?")
     return CheckResult("bwp-token", "ok", f"credentials accepted (token for {expires_in} s)")
+
+
+def check_order_api(probes: Probes, _: Role) -> CheckResult:
+    """The worker's order query for a made-up order: which permission, if any, is missing."""
+    name, s = "bwp-order-api", probes.settings
+    payload, refused = _token(probes, name)
+    if refused is not None:
+        return CheckResult(name, "warn", "not probed: no token (see bwp-token)")
+    if not s.bwp_target_id:
+        return CheckResult(
+            name,
+            "warn",
+            "BWP_TARGET_ID not set (each event's business product is used): permissions "
+            "not probed; a missing one shows as order_query_without_tracker in the logs",
+        )
+    status, detail = _permissions(probes, str(payload["access_token"]))
+    version = s.bwp_api_version
+    if status == "ok" and version in INFERRED_VERSIONS:
+        status = "warn"
+        detail += (
+            f"; but {version}'s query shape is inferred from 2024-04-01's documentation: "
+            "prefer 2024-04-01 or 2024-11-01"
+        )
+    return CheckResult(name, status, detail)
+
+
+def _permissions(probes: Probes, token: str) -> tuple[Status, str]:
+    version = probes.settings.bwp_api_version
+    answer = _probe_query(probes, token, tracker=True)
+    if answer is None:
+        tracker = " with the package-tracker fields" if selects_tracker(version) else ""
+        return "ok", f"the {version} order query is accepted (Read Order){tracker}"
+    if not isinstance(answer, ApiAccessDenied):
+        return "fail", f"the order query failed: {answer}"
+    if selects_tracker(version) and _probe_query(probes, token, tracker=False) is None:
+        return "warn", (
+            "AccessDeniedError on packageTracker: the credentials lack the package-tracker "
+            "permission (View Package Tracker Data); queries run without the tracker "
+            "fields, pushes carry no tracking, milestone events cannot be synced"
+        )
+    return "fail", (
+        f"AccessDeniedError on the {version} order query: the credentials lack Read Order "
+        "(View Order Data), or BWP_TARGET_ID is not their business product"
+    )
+
+
+def _probe_query(probes: Probes, token: str, *, tracker: bool) -> BwpError | None:
+    """None when the API accepted the query (the made-up order is simply not found), else
+    the error its answer stands for."""
+    s = probes.settings
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "x-api-version": s.bwp_api_version,
+        "x-api-target-id": s.bwp_target_id or "",
+    }
+    body = order_request(s.bwp_api_version, PROBE_ORDER_ID, tracker=tracker)
+    try:
+        response = probes.http.post(s.bwp_api_url, json=body, headers=headers)
+    except httpx.HTTPError as exc:
+        return BwpError(f"{s.bwp_api_url} unreachable: {_why(exc)}")
+    if response.status_code == 401:
+        return BwpError("the API refused a fresh token (HTTP 401)")
+    try:
+        classify(response)
+    except OrderNotVisibleYet:
+        return None
+    except BwpError as exc:
+        return exc
+    return None  # an order with that id exists: the query works all the same
 
 
 def check_oms(probes: Probes, _: Role) -> CheckResult:
@@ -238,6 +341,7 @@ _CHECKS: Final[dict[str, Callable[[Probes, Role], CheckResult]]] = {
     "redis": check_redis,
     "broker": check_broker,
     "bwp-token": check_token,
+    "bwp-order-api": check_order_api,
     "oms": check_oms,
 }
 

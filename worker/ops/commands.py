@@ -67,7 +67,9 @@ def check(role: Role, timeout: float, as_json: bool) -> None:
 
     Configuration, SQS queue and DLQ (GetQueueAttributes), Redis (PING), the Celery
     broker, the Buy with Prime token endpoint (one client-credentials request; the
-    secret and the token are never printed) and the OMS (one OPTIONS request, which
+    secret and the token are never printed), the order query (read-only, for a made-up
+    order: names a missing Read Order or package-tracker permission, warns that
+    2024-01-01's query shape is inferred) and the OMS (one OPTIONS request, which
     applies nothing; any answer below 500 is green).
     """
     settings = _settings()

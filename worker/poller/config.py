@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from config.clients import SQS_CONTROL_WORST_SECONDS
+from tasks.events.envelope import MAX_DELIVERIES_PER_EVENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,8 @@ class PollerConfig:
     orphan_grace: float = 10.0
     #: re-dispatches of a lost task's event before it is parked as retries-exhausted
     max_redispatches: int = 5
+    #: order/delivery pairs one event may name (MAX_DELIVERIES_PER_EVENT)
+    max_deliveries: int = MAX_DELIVERIES_PER_EVENT
 
     @property
     def extend_margin(self) -> float:

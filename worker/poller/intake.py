@@ -18,7 +18,7 @@ import structlog
 from tasks.dispatch import Dispatcher, claim_request
 from tasks.errors import MalformedEvent
 from tasks.events.catalog import metric_label
-from tasks.events.envelope import Envelope, parse_delivery_event
+from tasks.events.envelope import MAX_DELIVERIES_PER_EVENT, Envelope, parse_delivery_event
 from tasks.ledger.events import Claim, ClaimRequest, Ledger, QueuedEvent
 from tasks.sqs.dlq import Parcel
 from worker.poller.held import HeldMessages
@@ -67,7 +67,9 @@ class Intake:
         *,
         park_unsupported: bool,
         clock: Callable[[], float],
+        max_deliveries: int = MAX_DELIVERIES_PER_EVENT,
     ) -> None:
+        self._max_deliveries = max_deliveries
         self._ledger, self._dispatcher = ledger, dispatcher
         self._held, self._metrics = held, metrics
         self._park_unsupported, self._clock = park_unsupported, clock
@@ -79,7 +81,7 @@ class Intake:
         (malformed: park; other detail-types: delete, or park when so configured)."""
         body, receipt = message.get("Body", ""), message["ReceiptHandle"]
         try:
-            parsed = parse_delivery_event(body)
+            parsed = parse_delivery_event(body, max_deliveries=self._max_deliveries)
         except MalformedEvent as exc:
             log.error("message_malformed", reason=str(exc), message_id=message.get("MessageId"))
             verdicts.park.append((receipt, Parcel(body, "malformed", str(exc))))

@@ -85,6 +85,7 @@ class Poller:
             self.metrics,
             park_unsupported=config.park_unsupported,
             clock=clock,
+            max_deliveries=config.max_deliveries,
         )
         self._clock = clock
         self._gate = IntakeGate(

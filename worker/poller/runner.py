@@ -75,6 +75,7 @@ def build_poller(settings: Settings) -> tuple[Poller, redis.Redis]:
         settle_interval=settings.settle_interval_seconds,
         orphan_grace=settings.orphan_grace_seconds,
         max_redispatches=settings.max_redispatches,
+        max_deliveries=settings.max_deliveries_per_event,
     )
     poller = Poller(
         sqs,
