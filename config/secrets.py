@@ -6,10 +6,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from structlog.typing import EventDict, WrappedLogger
 
 _REDACTED = "[redacted]"
+
+
+def masked_url(url: str) -> str:
+    """``url`` with the password of its user part shown as ``**`` (as kombu shows a broker
+    URL); any other string unchanged."""
+    if "@" not in url or "://" not in url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:**@{host}"))
 
 
 class Redactor:

@@ -7,15 +7,16 @@ with a safe default. Nothing here talks to the network.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cache
-from typing import Literal, NoReturn, Self
+from typing import Any, Literal, NoReturn, Self
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from config import validate
+from config.secrets import masked_url
 
 ApiVersion = Literal["2024-01-01", "2024-04-01", "2024-11-01"]
 
@@ -30,6 +31,14 @@ CREDENTIAL_URLS = ("bwp_api_url", "bwp_token_url", "oms_url")
 #: settings with a default that an empty value must not replace silently
 NOT_BLANK = frozenset({"aws_region", "redis_url", "bwp_api_url", "bwp_token_url"})
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+#: Redis URLs whose password (and everything Redis holds: the OAuth token, event bodies)
+#: must not cross the network in clear
+REDIS_URLS = ("redis_url", "celery_broker_url")
+#: default byte caps on one response's decoded body, per endpoint: an order with many
+#: deliveries fits the API's many times over; a token or an OMS reply is a few hundred bytes
+API_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+TOKEN_MAX_RESPONSE_BYTES = 64 * 1024
+OMS_MAX_RESPONSE_BYTES = 64 * 1024
 
 
 def is_unset(value: object) -> bool:
@@ -72,6 +81,9 @@ class Settings(BaseSettings):
     http_proxy: str | None = None
     https_proxy: str | None = None
     no_proxy: str | None = None
+    #: the address /metrics and /healthz listen on (0.0.0.0: every interface, so that
+    #: Prometheus and the orchestrator reach them; 127.0.0.1 keeps them on the host)
+    metrics_host: str = Field(default="0.0.0.0", min_length=1, max_length=255)
 
     # --- the project's own knobs ----------------------------------------------------
     #: prefix of every Redis key the worker writes (ledger, delivery state, token, broker)
@@ -175,6 +187,30 @@ class Settings(BaseSettings):
     #: the share of API_RATE_PER_SECOND (and API_BURST) that milestone queries may use
     milestone_api_share: float = Field(default=0.25, gt=0, le=1)
 
+    # --- exposed surfaces and hostile input (README "Security") -----------------------
+    #: connections the metrics server serves at once; past it the oldest is dropped, so
+    #: a fresh /healthz always gets in
+    metrics_max_connections: int = Field(default=16, ge=1, le=1024)
+    #: wall-clock budget of one metrics connection, request and answer together (not
+    #: per recv: a client trickling a byte at a time is cut off at this)
+    metrics_connection_deadline_seconds: float = Field(default=5.0, gt=0, le=60)
+    #: decoded bytes read at most from one response, per endpoint; a larger (or
+    #: decompressing) body ends the call with a retryable error
+    api_max_response_bytes: int = Field(default=API_MAX_RESPONSE_BYTES, ge=1024)
+    token_max_response_bytes: int = Field(default=TOKEN_MAX_RESPONSE_BYTES, ge=1024)
+    oms_max_response_bytes: int = Field(default=OMS_MAX_RESPONSE_BYTES, ge=1024)
+    #: the OMS signing secret being retired: while set, X-Signature carries a second
+    #: ``v1=`` made with it, so an OMS that knows either secret verifies every push
+    oms_previous_signing_secret: SecretStr | None = None
+    #: let a worker push with neither OMS_SIGNING_SECRET nor OMS_AUTH_TOKEN (anyone who
+    #: reaches OMS_URL could then forge delivery updates)
+    allow_unsigned_oms: bool = False
+    #: accept a password-bearing redis:// (no TLS) URL to a non-loopback host
+    allow_insecure_redis: bool = False
+    #: let Flower start without basic auth or OAuth, only while it listens on loopback
+    #: (or a unix socket): for the demo and a developer's machine
+    allow_unauthenticated_flower: bool = False
+
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         """Refuse malformed URLs, regions and queues, then settings that contradict each
@@ -228,6 +264,13 @@ class Settings(BaseSettings):
             for name in CREDENTIAL_URLS
             if (text := _insecure(getattr(self, name), allowed=self.allow_insecure_http))
         ]
+        found += [
+            f"{name.upper()}: {text}"
+            for name in REDIS_URLS
+            if (text := _insecure_redis(getattr(self, name), allowed=self.allow_insecure_redis))
+        ]
+        if is_unset(self.oms_signing_secret) and not is_unset(self.oms_previous_signing_secret):
+            found.append("OMS_PREVIOUS_SIGNING_SECRET is set without OMS_SIGNING_SECRET")
         below = [
             # A claim outliving the message's visibility blocks the message when SQS
             # hands it out again after a poller crash.
@@ -277,10 +320,36 @@ class Settings(BaseSettings):
     def require_for(self, process: str) -> None:
         """Raise SettingsError unless everything ``process`` (poll, worker) needs is set."""
         self.require(*REQUIRED[process])
+        if process == "worker" and (problem := self.unprotected_pushes()):
+            raise SettingsError(problem)
+
+    def pushes_protected(self) -> bool:
+        """Whether OMS pushes carry a signature or a bearer token."""
+        return not (is_unset(self.oms_signing_secret) and is_unset(self.oms_auth_token))
+
+    def unprotected_pushes(self) -> str | None:
+        """Why a worker may not start with these pushes (neither signed nor authenticated,
+        and not allowed explicitly), or None."""
+        if self.pushes_protected() or self.allow_unsigned_oms:
+            return None
+        return (
+            "OMS_SIGNING_SECRET or OMS_AUTH_TOKEN is required: pushes would be neither signed"
+            " nor authenticated (ALLOW_UNSIGNED_OMS=true allows it)"
+        )
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """What repr() and str() show: URLs with their password masked."""
+        for name, value in super().__repr_args__():
+            yield name, masked_url(value) if isinstance(value, str) else value
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for redaction in logs and errors."""
-        values = (self.bwp_client_secret, self.oms_signing_secret, self.oms_auth_token)
+        values = (
+            self.bwp_client_secret,
+            self.oms_signing_secret,
+            self.oms_previous_signing_secret,
+            self.oms_auth_token,
+        )
         found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
         for url in (self.redis_url, self.broker_url):
             password = urlsplit(url).password
@@ -310,6 +379,22 @@ def _insecure(url: str | None, *, allowed: bool) -> str | None:
     if parts.scheme == "http":
         return "http:// sends credentials in clear; use https:// (or ALLOW_INSECURE_HTTP=true)"
     return "must be an https:// URL"
+
+
+def _insecure_redis(url: str | None, *, allowed: bool) -> str | None:
+    """Why ``url`` may not be used, or None: a password over plain ``redis://`` to a host
+    off loopback crosses the network in clear, and with it everything Redis holds."""
+    if not url or allowed:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme != "redis" or not parts.password:
+        return None
+    if parts.hostname is None or parts.hostname in LOOPBACK_HOSTS:
+        return None
+    return (
+        "redis:// sends its password, the cached OAuth token and event bodies in clear to"
+        " a host off loopback; use rediss:// (or ALLOW_INSECURE_REDIS=true)"
+    )
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -253,6 +253,12 @@ class LocalStack:
         args += ["--without-gossip", "--without-mingle", "--hostname", f"w{len(self.processes)}@%h"]
         return self._spawn("worker", args, self.env(**env))
 
+    def start_flower(self, port: int, *args: str, **env: str) -> Process:
+        """``celery -A tasks flower`` (the Procfile's flower) on ``port``; Flower reads its
+        own ``FLOWER_*`` variables (``FLOWER_BASIC_AUTH``, ``FLOWER_ADDRESS``) from ``env``."""
+        command = [sys.executable, "-m", "celery", "-A", "tasks", "flower", f"--port={port}"]
+        return self._spawn("flower", [*command, *args], self.env(**env))
+
     # --- driving it ----------------------------------------------------------------------
     def send(self, body: str) -> None:
         self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=body)

@@ -160,8 +160,10 @@ def __getattr__(name: str) -> Celery:
     if name != "app":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     if _app is None:
+        from tasks import flower_guard
         from tasks.jobs import register
 
         _app = make_app()
         register(_app)
+        flower_guard.install(_app)  # `celery -A tasks flower` refuses to run open
     return _app

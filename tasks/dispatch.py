@@ -30,6 +30,13 @@ log = structlog.get_logger("bwp.dispatch")
 _RETRY_POLICY = {"max_retries": 1, "interval_start": 0.1, "interval_step": 0.2, "interval_max": 0.5}
 
 
+def hidden_argsrepr(body: str, dedup_key: str) -> str:
+    """What Flower and Celery's logs show for a sync task's arguments: the body's size,
+    never the body (a few KB of an event). Every publish of the task sets it: Celery's
+    default would show the body's first 1 KiB."""
+    return f"['<event body, {len(body)} characters>', {dedup_key!r}]"
+
+
 def claim_request(event: DeliveryEvent | MilestoneEvent) -> ClaimRequest:
     """The poller's claim of an event to dispatch.
 
@@ -103,8 +110,7 @@ class Dispatcher:
             **_HEADERS,
             "id": task_id,
             "root_id": task_id,
-            # what Flower shows: the body itself may be a few KB
-            "argsrepr": f"['<event body, {len(event.body)} characters>', {event.dedup_key!r}]",
+            "argsrepr": hidden_argsrepr(event.body, event.dedup_key),
             "origin": self._origin,
         }
         properties = {
@@ -141,6 +147,7 @@ class Dispatcher:
             self._app.send_task(
                 SYNC_TASK,
                 args=[event.body, event.dedup_key],
+                argsrepr=hidden_argsrepr(event.body, event.dedup_key),
                 queue=self._queue,
                 producer=producer,
                 retry=True,

@@ -21,6 +21,7 @@ from config.settings import SettingsError, process_settings, refuse_to_start
 from tasks.celery import RECONCILE_TASK, SWEEP_TASK, SYNC_TASK
 from tasks.delivery import task_retry
 from tasks.delivery.attempt import handle
+from tasks.dispatch import hidden_argsrepr
 from tasks.ledger.keeper import Tenancy
 from tasks.ledger.runs import JobRuns
 from tasks.metrics import TaskMetrics
@@ -149,10 +150,13 @@ def register(app: Any) -> None:
         structlog.contextvars.bind_contextvars(task_id=self.request.id, event_key=dedup_key)
         result = handle(body, dedup_key, runtime(), failures=failures, busy=busy)
         if isinstance(result, task_retry.Retry):
-            raise self.retry(
+            # argsrepr: what Flower shows of the retry, never the body (Celery passes the
+            # option on to the message; the type stubs do not list it)
+            raise self.retry(  # type: ignore[call-arg]
                 countdown=result.countdown,
                 kwargs={"failures": result.failures, "busy": result.busy},
                 max_retries=None,
+                argsrepr=hidden_argsrepr(body, dedup_key),
             )
         return result
 

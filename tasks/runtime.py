@@ -121,6 +121,7 @@ def build_runtime(settings: Settings) -> Runtime:
         ),
         total_timeout=settings.http_total_timeout_seconds,
         circuits=circuits,
+        max_response_bytes=settings.token_max_response_bytes,
     )
     limiter = (
         RateLimiter(
@@ -139,6 +140,7 @@ def build_runtime(settings: Settings) -> Runtime:
         before_call=limiter.acquire if limiter else lambda: None,
         total_timeout=settings.http_total_timeout_seconds,
         circuits=circuits,
+        max_response_bytes=settings.api_max_response_bytes,
     )
     oms = OmsClient(
         http,
@@ -150,6 +152,10 @@ def build_runtime(settings: Settings) -> Runtime:
         attempts=settings.http_max_attempts,
         total_timeout=settings.http_total_timeout_seconds,
         circuits=circuits,
+        previous_signing_secret=settings.oms_previous_signing_secret.get_secret_value()
+        if settings.oms_previous_signing_secret
+        else None,
+        max_response_bytes=settings.oms_max_response_bytes,
     )
     trackers = Trackers(client, keys, ttl=settings.tracker_ttl_seconds)
     deps = SyncDeps(

@@ -50,9 +50,10 @@ def serve(offset: int) -> MetricsServer | None:
     or when the port is taken)."""
     global _server  # noqa: PLW0603 - one endpoint per process, like the runtime
     try:
-        base = process_settings().worker_metrics_port
+        settings = process_settings()
     except SettingsError:
         return None  # the worker refuses to start (tasks/jobs.py) and says why
+    base = settings.worker_metrics_port
     if not base:
         return None
     port = base + offset
@@ -60,7 +61,10 @@ def serve(offset: int) -> MetricsServer | None:
         if _server is not None:
             return _server
         try:
-            _server = MetricsServer(render, port, lambda: task_metrics() is not None).start()
+            # on METRICS_HOST, with the metrics server's deadline and connection cap
+            _server = MetricsServer.for_settings(
+                settings, render, lambda: task_metrics() is not None, port=port
+            ).start()
         except OSError as exc:
             log.error(
                 "worker_metrics_unavailable",

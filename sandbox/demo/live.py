@@ -42,8 +42,13 @@ class Flower:
         self._log: IO[bytes] = self.log_path.open("wb")
         args = [sys.executable, "-m", "celery", "-A", "tasks", "flower"]
         args += [f"--port={port}", "--address=127.0.0.1"]
-        # The API lists the workers; unauthenticated is fine on a loopback-only demo.
-        env = stack.env(FLOWER_UNAUTHENTICATED_API="true", CELERY_BROKER_URL=stack.redis_url)
+        # The API lists the workers; unauthenticated is fine on a loopback-only demo (and
+        # allowed on loopback only: tasks/flower_guard.py).
+        env = stack.env(
+            FLOWER_UNAUTHENTICATED_API="true",
+            ALLOW_UNAUTHENTICATED_FLOWER="true",
+            CELERY_BROKER_URL=stack.redis_url,
+        )
         self._popen = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
     def workers(self) -> list[str]:

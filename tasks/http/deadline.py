@@ -10,6 +10,11 @@ A task may pass its own Deadline to the clients (``fetch_order(..., deadline=)``
 ``push(..., deadline=)``); each request then ends at the earlier of the task's deadline
 and ``HTTP_TOTAL_TIMEOUT_SECONDS``.
 
+The body is also capped in size, counted on decoded bytes and per endpoint (``max_bytes``:
+``API_MAX_RESPONSE_BYTES``, ``TOKEN_MAX_RESPONSE_BYTES``, ``OMS_MAX_RESPONSE_BYTES``): the
+raw stream is decompressed here under that cap (tasks/http/body.py), so a gzip bomb
+costs at most the cap in memory. A larger body raises the caller's retryable error.
+
 Known limit: a server that trickles the *status line and headers* is bounded only by
 the per-phase timeout clipped at the start of the request (httpx exposes no socket
 before the headers are in).
@@ -25,6 +30,7 @@ from typing import Any
 import httpx
 
 from tasks.errors import RetryableError
+from tasks.http.body import ACCEPT_ENCODING, BodyRefused, BoundedDecoder
 
 #: headers that describe the wire form of a body already decoded here
 _WIRE_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
@@ -71,25 +77,30 @@ def bounded_request(
     deadline: Deadline,
     error: Callable[[str], RetryableError],
     what: str,
+    max_bytes: int,
     **kwargs: Any,
 ) -> httpx.Response:
-    """``http.request(method, url, **kwargs)``, ended when ``deadline`` passes.
+    """``http.request(method, url, **kwargs)``, ended when ``deadline`` passes or the
+    decoded body would exceed ``max_bytes``.
 
-    Raises ``error("<what>: ...")`` when the deadline passes before or during the call;
-    any other httpx error propagates for the caller to translate.
+    Raises ``error("<what>: ...")`` when the deadline passes before or during the call,
+    or the body is too large or cannot be decoded; any other httpx error propagates for
+    the caller to translate.
     """
     if deadline.expired():
         raise error(f"{what}: deadline passed before the request")
     timeout = _clipped(http.timeout, max(deadline.remaining(), 0.001))
     request = http.build_request(method, url, timeout=timeout, **kwargs)
+    # only encodings decoded here under the cap (a client default could add br or zstd)
+    request.headers["Accept-Encoding"] = ACCEPT_ENCODING
     try:
         response = http.send(request, stream=True)
         try:
-            chunks: list[bytes] = []
-            for chunk in response.iter_bytes():
-                if deadline.expired():
-                    raise error(f"{what}: response not complete within the deadline")
-                chunks.append(chunk)
+            body = _read(response, deadline, max_bytes)
+        except BodyRefused as exc:
+            raise error(f"{what}: {exc}") from None
+        except _Late:
+            raise error(f"{what}: response not complete within the deadline") from None
         finally:
             response.close()
     except httpx.TimeoutException as exc:
@@ -97,6 +108,25 @@ def bounded_request(
             raise error(f"{what}: no response within the deadline") from exc
         raise
     headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _WIRE_HEADERS]
-    return httpx.Response(
-        response.status_code, headers=headers, content=b"".join(chunks), request=request
-    )
+    return httpx.Response(response.status_code, headers=headers, content=body, request=request)
+
+
+class _Late(Exception):
+    """The deadline passed while the body was arriving."""
+
+
+def _read(response: httpx.Response, deadline: Deadline, max_bytes: int) -> bytes:
+    """The decoded body, read raw in chunks and decoded under ``max_bytes``."""
+    decoder = BoundedDecoder(response.headers.get("content-encoding"), max_bytes)
+    declared = response.headers.get("content-length", "")
+    plain = "content-encoding" not in response.headers
+    if plain and declared.isdigit() and int(declared) > max_bytes:
+        # refused before a byte of it is read
+        raise BodyRefused(f"response body larger than {max_bytes} bytes ({declared})")
+    chunks: list[bytes] = []
+    for raw in response.iter_raw():
+        if deadline.expired():
+            raise _Late
+        chunks.append(decoder.feed(raw))
+    chunks.append(decoder.flush())
+    return b"".join(chunks)

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from config.secrets import Redactor
+from config.settings import OMS_MAX_RESPONSE_BYTES
 from tasks.errors import DeliveryBusy, OmsUnavailable, PermanentOmsError
 from tasks.http.circuit import OMS, Breaker, Circuits
 from tasks.http.deadline import Deadline, bounded_request
@@ -35,11 +36,16 @@ class OmsClient:
         clock: Callable[[], float] = time.time,
         total_timeout: float = 30.0,
         circuits: Circuits | None = None,
+        previous_signing_secret: str | None = None,
+        max_response_bytes: int = OMS_MAX_RESPONSE_BYTES,
     ) -> None:
         self._http, self._url = http, url
         self._breaker = Breaker(circuits, OMS)
         self._total = total_timeout
         self._secret, self._token = signing_secret, auth_token
+        #: the secret being retired: a second ``v1=`` while the OMS may still know only it
+        self._previous = previous_signing_secret
+        self._max_bytes = max_response_bytes
         self._attempts, self._clock = attempts, clock
         #: POSTs sent by this client, failed attempts included (tests count them)
         self.requests = 0
@@ -74,7 +80,9 @@ class OmsClient:
     def _attempt(self, raw: bytes, key: str, task: Deadline) -> int:
         headers = {"Content-Type": "application/json", "Idempotency-Key": key}
         if self._secret:
-            headers["X-Signature"] = signature(self._secret, int(self._clock()), raw)
+            headers["X-Signature"] = signature(
+                self._secret, int(self._clock()), raw, self._previous
+            )
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         self.requests += 1
@@ -86,6 +94,7 @@ class OmsClient:
                 deadline=task.within(self._total),
                 error=OmsUnavailable,
                 what="OMS",
+                max_bytes=self._max_bytes,
                 content=raw,
                 headers=headers,
             )
@@ -103,5 +112,6 @@ class OmsClient:
     def _excerpt(self, text: str) -> str:
         """A one-line start of a refusal body, with our own secrets cut out (an OMS may
         echo the request's headers; the excerpt travels on to the DLQ)."""
-        text = Redactor(s for s in (self._token, self._secret) if s).scrub_text(text)
+        known = (self._token, self._secret, self._previous)
+        text = Redactor(s for s in known if s).scrub_text(text)
         return " ".join(text[:_EXCERPT].split())

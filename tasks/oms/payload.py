@@ -59,7 +59,16 @@ def encode(body: dict[str, Any]) -> bytes:
     return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
 
 
-def signature(secret: str, timestamp: int, raw_body: bytes) -> str:
-    """``X-Signature``: ``t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">``."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + raw_body, hashlib.sha256)
-    return f"t={timestamp},v1={mac.hexdigest()}"
+def signature(secret: str, timestamp: int, raw_body: bytes, previous: str | None = None) -> str:
+    """``X-Signature``: ``t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">``.
+
+    During a rotation (``previous`` set) a second ``v1=`` made with the previous secret
+    follows the first: an OMS that knows either secret finds one value it can verify.
+    """
+    macs = [secret] if not previous else [secret, previous]
+    return ",".join([f"t={timestamp}", *(f"v1={_mac(s, timestamp, raw_body)}" for s in macs)])
+
+
+def _mac(secret: str, timestamp: int, raw_body: bytes) -> str:
+    payload = f"{timestamp}.".encode() + raw_body
+    return hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()

@@ -17,6 +17,7 @@ from typing import Any, Final, Protocol
 
 import httpx
 
+from config.settings import API_MAX_RESPONSE_BYTES
 from tasks.errors import ApiAccessDenied, ApiUnavailable, OrderNotVisibleYet, PermanentApiError
 from tasks.http.circuit import API, Breaker, Circuits
 from tasks.http.deadline import Deadline, bounded_request
@@ -147,6 +148,7 @@ class OrderApi:
         before_call: Callable[[], None] = lambda: None,
         total_timeout: float = 30.0,
         circuits: Circuits | None = None,
+        max_response_bytes: int = API_MAX_RESPONSE_BYTES,
     ) -> None:
         self._http, self._tokens = http, tokens
         self._breaker = Breaker(circuits, API)
@@ -154,6 +156,7 @@ class OrderApi:
         self._attempts = attempts
         self._before_call = before_call
         self._total = total_timeout
+        self._max_bytes = max_response_bytes
         #: order queries sent by this client (tests count them)
         self.calls = 0
 
@@ -251,6 +254,7 @@ class OrderApi:
                 deadline=task.within(self._total),
                 error=ApiUnavailable,
                 what="order API",
+                max_bytes=self._max_bytes,
                 json=order_request(self._version, order_id, tracker=tracker),
                 headers=headers,
             )

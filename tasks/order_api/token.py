@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import httpx
 import redis
 
+from config.settings import TOKEN_MAX_RESPONSE_BYTES
 from tasks.errors import ApiUnavailable, DependencyDown, PermanentApiError
 from tasks.http.circuit import TOKEN, Breaker, Circuits
 from tasks.http.deadline import Deadline, bounded_request
@@ -60,11 +61,13 @@ class TokenCache:
         sleep: Callable[[float], None] = time.sleep,
         total_timeout: float = 30.0,
         circuits: Circuits | None = None,
+        max_response_bytes: int = TOKEN_MAX_RESPONSE_BYTES,
     ) -> None:
         self._r, self._keys, self._http, self._creds = client, keys, http, credentials
         self._circuits = circuits
         self._breaker = Breaker(circuits, TOKEN)
         self._total = total_timeout
+        self._max_bytes = max_response_bytes
         self._margin, self._wait = refresh_margin, wait
         self._clock, self._sleep = clock, sleep
         self._del_if_equal = client.register_script(_DEL_IF_EQUAL)
@@ -117,6 +120,7 @@ class TokenCache:
                 deadline=Deadline(self._total),
                 error=ApiUnavailable,
                 what="token endpoint",
+                max_bytes=self._max_bytes,
                 data=self._creds.form(),
             )
         except httpx.TransportError as exc:

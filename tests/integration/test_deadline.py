@@ -22,6 +22,7 @@ from tasks.order_api.client import OrderApi
 from worker.poller.metrics import MetricsServer, PollerMetrics
 
 BODY = b'{"data": {"order": {"id": "o-1"}}}'
+CAP = 64 * 1024
 
 
 class TrickleServer:
@@ -90,7 +91,13 @@ def test_a_trickling_server_cannot_hold_a_request_past_its_deadline(
     # When a request runs under a 2-second deadline
     with pytest.raises(ApiUnavailable, match="deadline"):
         bounded_request(
-            http, "GET", trickle.url, deadline=Deadline(2.0), error=ApiUnavailable, what="probe"
+            http,
+            "GET",
+            trickle.url,
+            deadline=Deadline(2.0),
+            error=ApiUnavailable,
+            what="probe",
+            max_bytes=CAP,
         )
     # Then it ends within about the deadline, not the 35 s the server would take
     assert time.monotonic() - started < 4.0
@@ -140,6 +147,7 @@ def test_a_passed_deadline_sends_nothing(http: httpx.Client) -> None:
             deadline=Deadline(1.0, clock=clock),
             error=OmsUnavailable,
             what="OMS",
+            max_bytes=CAP,
         )
 
 
@@ -149,7 +157,13 @@ def test_a_whole_response_within_the_deadline_is_returned_as_is(
     fast = TrickleServer(interval=0.0)
     try:
         response = bounded_request(
-            http, "GET", fast.url, deadline=Deadline(5.0), error=ApiUnavailable, what="probe"
+            http,
+            "GET",
+            fast.url,
+            deadline=Deadline(5.0),
+            error=ApiUnavailable,
+            what="probe",
+            max_bytes=CAP,
         )
     finally:
         fast.close()

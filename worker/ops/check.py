@@ -127,12 +127,28 @@ def _clean(detail: str, scrubber: Redactor) -> str:
 
 def check_configuration(probes: Probes, role: Role) -> CheckResult:
     roles = ("poll", "worker") if role == "all" else (role,)
-    parts, missing_any = [], False
+    settings = probes.settings
+    parts: list[str] = []
+    status: Status = "ok"
     for process in roles:
-        missing = [n.upper() for n in REQUIRED[process] if is_unset(getattr(probes.settings, n))]
-        missing_any = missing_any or bool(missing)
-        parts.append(f"{process}: missing {', '.join(missing)}" if missing else f"{process}: ready")
-    return CheckResult("configuration", "fail" if missing_any else "ok", "; ".join(parts))
+        missing = [n.upper() for n in REQUIRED[process] if is_unset(getattr(settings, n))]
+        problems = [f"missing {', '.join(missing)}"] if missing else []
+        notes = []
+        if process == "worker" and not settings.pushes_protected():
+            # a worker refuses to start so (Settings.require_for) unless it is allowed
+            if settings.allow_unsigned_oms:
+                notes.append("pushes unsigned and unauthenticated (ALLOW_UNSIGNED_OMS=true)")
+            else:
+                problems.append(
+                    "pushes neither signed nor authenticated (set OMS_SIGNING_SECRET or"
+                    " OMS_AUTH_TOKEN, or ALLOW_UNSIGNED_OMS=true)"
+                )
+        if problems:
+            status = "fail"
+        elif notes and status == "ok":
+            status = "warn"
+        parts.append(f"{process}: {', '.join(problems or ['ready', *notes])}")
+    return CheckResult("configuration", status, "; ".join(parts))
 
 
 def _queue(probes: Probes, name: str, url: str | None, variable: str) -> CheckResult:

@@ -1,19 +1,27 @@
 """The poller's Prometheus metrics and its /healthz endpoint.
 
-Each Poller owns a registry (tests run several in one process). ``serve`` exposes
-``/metrics`` and ``/healthz`` on one port from a daemon thread.
+Each Poller owns a registry (tests run several in one process). ``MetricsServer`` exposes
+``/metrics`` and ``/healthz`` on one port from a daemon thread, with a deadline per
+connection and a cap on connections.
 """
 
 from __future__ import annotations
 
+import io
+import socket
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from config.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -182,9 +190,22 @@ class PollerMetrics:
 
 class MetricsServer:
     """Serves ``/metrics`` (what ``render()`` returns, Prometheus's text format) and
-    ``/healthz``; healthy while ``healthy()`` is true. The poller serves its
-    ``PollerMetrics.render``, a Celery worker its task metrics (worker/celery_metrics.py).
-    Raises OSError when the port is taken."""
+    ``/healthz`` on ``host:port``; healthy while ``healthy()`` is true. The poller serves
+    its ``PollerMetrics.render``, a Celery worker its task metrics
+    (worker/celery_metrics.py). Raises OSError when the port is taken.
+
+    Bounded against clients that hold connections (a trickle must not take the health
+    check down, or the orchestrator kills a healthy process):
+
+    - ``deadline``: each connection's whole budget (request read, answer written), a
+      wall-clock bound rather than a timeout per ``recv``, so a client sending a byte at
+      a time is cut off when it runs out.
+    - ``max_connections``: connections served at once (one thread each). A connection
+      past the cap drops the oldest open one, so a fresh ``/healthz`` always gets in
+      while slow clients hold every slot.
+
+    ``socket_timeout`` is the earlier name of ``deadline``.
+    """
 
     def __init__(
         self,
@@ -192,14 +213,19 @@ class MetricsServer:
         port: int,
         healthy: Callable[[], bool],
         *,
-        socket_timeout: float = 10.0,
+        host: str = "0.0.0.0",
+        deadline: float = 5.0,
+        max_connections: int = 16,
+        socket_timeout: float | None = None,
     ) -> None:
+        budget = deadline if socket_timeout is None else socket_timeout
 
         class Handler(BaseHTTPRequestHandler):
-            # A client that opens a connection and sends nothing (or a byte at a time)
-            # would otherwise hold a thread and a socket forever: enough of them and
-            # /healthz stops answering, and the orchestrator kills a healthy poller.
-            timeout = socket_timeout
+            def setup(self) -> None:
+                super().setup()
+                wire = _DeadlineIO(self.connection, time.monotonic() + budget)
+                self.rfile = io.BufferedReader(wire)
+                self.wfile = io.BufferedWriter(wire)  # flushed after each request
 
             def do_GET(self) -> None:
                 if self.path == "/metrics":
@@ -220,12 +246,37 @@ class MetricsServer:
             def log_message(self, *_: object) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
-        self._server.daemon_threads = True
+        self._server = _BoundedServer((host, port), Handler, _Connections(max_connections))
+        self.host = host
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="metrics", daemon=True
         )
+
+    @classmethod
+    def for_settings(
+        cls,
+        settings: Settings,
+        render: Callable[[], bytes],
+        healthy: Callable[[], bool],
+        *,
+        port: int | None = None,
+    ) -> MetricsServer:
+        """A server on METRICS_HOST, at ``port`` (METRICS_PORT by default), with the
+        configured bounds."""
+        return cls(
+            render,
+            settings.metrics_port if port is None else port,
+            healthy,
+            host=settings.metrics_host,
+            deadline=settings.metrics_connection_deadline_seconds,
+            max_connections=settings.metrics_max_connections,
+        )
+
+    @property
+    def open_connections(self) -> int:
+        """Connections being served right now (tests count them)."""
+        return len(self._server.connections)
 
     def start(self) -> MetricsServer:
         self._thread.start()
@@ -234,6 +285,96 @@ class MetricsServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class _DeadlineIO(io.RawIOBase):
+    """A connection's socket as a raw stream whose every read and write may only use the
+    time left until ``end`` (monotonic): the deadline is the connection's, not a recv's."""
+
+    def __init__(self, sock: socket.socket, end: float) -> None:
+        super().__init__()
+        self._sock, self._end = sock, end
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        self._sock.settimeout(self._left())
+        return self._sock.recv_into(buffer)
+
+    def write(self, data: Any) -> int:
+        self._sock.settimeout(self._left())
+        self._sock.sendall(data)
+        return len(data)
+
+    def _left(self) -> float:
+        left = self._end - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the connection's deadline passed")
+        return left
+
+
+class _Connections:
+    """The open connections, oldest first, at most ``cap`` of them."""
+
+    def __init__(self, cap: int) -> None:
+        self._cap = cap
+        self._open: OrderedDict[socket.socket, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def admit(self, sock: socket.socket) -> list[socket.socket]:
+        """Count ``sock`` in; returns the oldest connections it pushes past the cap."""
+        with self._lock:
+            self._open[sock] = None
+            dropped = []
+            while len(self._open) > self._cap:
+                dropped.append(self._open.popitem(last=False)[0])
+            return dropped
+
+    def release(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._open.pop(sock, None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._open)
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """One thread per connection, at most ``connections``' cap of them at once."""
+
+    daemon_threads = True
+    #: stopping does not wait for connections still open (each ends by its deadline)
+    block_on_close = False
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        connections: _Connections,
+    ) -> None:
+        self.connections = connections
+        if ":" in address[0]:  # an IPv6 address, "::" for every interface
+            self.address_family = socket.AF_INET6
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        for oldest in self.connections.admit(request):
+            # its thread wakes with EOF (or a broken pipe) and ends
+            with suppress(OSError):
+                oldest.shutdown(socket.SHUT_RDWR)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        self.connections.release(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client dropped, cut off or too slow: nothing to report (no traceback)."""
+        return
 
 
 def heartbeat_fresh(

@@ -113,12 +113,10 @@ def run_poller(settings: Settings, max_polls: int | None = None) -> Totals:
         # The loop beats every iteration, receiving or deliberately paused (an outage,
         # backpressure): only a loop that is stuck or gone goes stale.
         max_age = HEALTHY_WITHIN_SECONDS
-        server = MetricsServer(
-            poller.metrics.render,
-            settings.metrics_port,
-            lambda: heartbeat_fresh(poller.metrics, max_age),
+        server = MetricsServer.for_settings(
+            settings, poller.metrics.render, lambda: heartbeat_fresh(poller.metrics, max_age)
         ).start()
-        log.info("metrics_serving", port=server.port)
+        log.info("metrics_serving", host=server.host, port=server.port)
     try:
         totals = poller.run(stop, max_polls=max_polls)
     finally:
