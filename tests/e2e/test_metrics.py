@@ -197,3 +197,22 @@ def test_version_is_the_packages() -> None:
         [sys.executable, "-m", "worker", "--version"], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == f"bwp-worker, version {version('bwp-worker')}"
+
+
+def test_the_poller_serves_metrics_on_metrics_host_only(redis_url: str) -> None:
+    # Given a poller told to listen on one loopback address (127/8 is all this host's)
+    port = free_port()
+    with LocalStack(StackOptions(redis_url=redis_url)) as stack:
+        stack.start_poller(METRICS_PORT=str(port), METRICS_HOST="127.0.0.2")
+
+        def healthy_there() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.2:{port}/healthz", timeout=2).is_success
+            except httpx.TransportError:
+                return False
+
+        # Then /healthz answers there
+        stack.wait_until(healthy_there, what="a healthy poller on 127.0.0.2")
+        # and nothing listens on the port at any other address
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
