@@ -285,3 +285,25 @@ def test_without_a_target_id_the_permissions_are_not_probed(env: dict[str, str])
     line = order_api_line(document)
     assert (code, line["status"]) == (0, "warn")
     assert "BWP_TARGET_ID not set" in line["detail"]
+
+
+def test_a_worker_that_would_push_unsigned_and_unauthenticated_is_red(
+    env: dict[str, str],
+) -> None:
+    # Given a worker's environment with neither a signing secret nor an OMS token
+    env = {**env, "OMS_SIGNING_SECRET": "", "OMS_AUTH_TOKEN": ""}
+    # When the worker's checks run, configuration is red and says what to set
+    code, document = check_json(env, "--for", "worker")
+    [configuration] = [c for c in document["checks"] if c["name"] == "configuration"]
+    assert code == 1 and configuration["status"] == "fail"
+    assert configuration["detail"] == (
+        "worker: pushes neither signed nor authenticated (set OMS_SIGNING_SECRET or"
+        " OMS_AUTH_TOKEN, or ALLOW_UNSIGNED_OMS=true)"
+    )
+    # And allowed on purpose, it is a warning that names the allowance
+    code, document = check_json({**env, "ALLOW_UNSIGNED_OMS": "true"}, "--for", "worker")
+    [configuration] = [c for c in document["checks"] if c["name"] == "configuration"]
+    assert code == 0 and configuration["status"] == "warn"
+    assert configuration["detail"] == (
+        "worker: ready, pushes unsigned and unauthenticated (ALLOW_UNSIGNED_OMS=true)"
+    )

@@ -170,3 +170,47 @@ def test_down_and_injected_failures(client: httpx.Client, oms: SandboxOms) -> No
     assert len(oms.received) == 1
     oms.reset()
     assert oms.received == [] and oms.attempts == []
+
+
+def _rotation_header(raw: bytes, *secrets: str) -> str:
+    """``t=…,v1=…,v1=…``: one v1 per secret, as a worker sends during a rotation."""
+    now = int(time.time())
+    values = [sign(secret, now, raw).rpartition(",")[2] for secret in secrets]
+    return ",".join([f"t={now}", *values])
+
+
+@pytest.mark.parametrize(
+    ("secrets", "status"),
+    [
+        (("rotated-in", SECRET), 200),  # the OMS still knows the previous secret
+        ((SECRET, "rotated-out"), 200),  # the OMS already knows the new one
+        (("rotated-in", "rotated-out"), 401),  # it knows neither
+    ],
+)
+def test_a_rotation_header_verifies_when_any_v1_does(
+    client: httpx.Client, oms: SandboxOms, secrets: tuple[str, str], status: int
+) -> None:
+    raw = json.dumps(_update()).encode()
+    headers = {
+        "Idempotency-Key": "k" * 32,
+        "X-Signature": _rotation_header(raw, *secrets),
+        "Authorization": f"Bearer {TOKEN}",
+    }
+    response = client.post("/deliveries", content=raw, headers=headers)
+    assert response.status_code == status, response.text
+    assert len(oms.received) == (1 if status == 200 else 0)
+
+
+@pytest.mark.parametrize(
+    "header", ["v1=abc", "t=1,t=2,v1=abc", "t=now,v1=abc", f"t={int(time.time())}"]
+)
+def test_a_malformed_signature_header_is_401(client: httpx.Client, header: str) -> None:
+    raw = json.dumps(_update()).encode()
+    headers = {
+        "Idempotency-Key": "k" * 32,
+        "X-Signature": header,
+        "Authorization": f"Bearer {TOKEN}",
+    }
+    response = client.post("/deliveries", content=raw, headers=headers)
+    assert response.status_code == 401
+    assert response.json()["detail"] == "malformed X-Signature"

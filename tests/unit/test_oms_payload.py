@@ -293,3 +293,18 @@ def test_any_snapshot_gives_a_valid_body(
     )
     update = body(found["d-1"], observed_at=observed)
     assert validator.is_valid(json.loads(encode(update)))
+
+
+def test_during_a_rotation_the_header_carries_one_v1_per_secret() -> None:
+    # Given a body and a signing secret being rotated (the previous one still configured)
+    raw = encode(body(snapshot()))
+    # When it is signed
+    header = signature("new-signing-key", 1717245005, raw, previous="old-signing-key")
+    # Then one timestamp and a v1 per secret follow: the current first, then the previous
+    assert header == (
+        "t=1717245005"
+        f",v1={_independent_signature('new-signing-key', 1717245005, raw)}"
+        f",v1={_independent_signature('old-signing-key', 1717245005, raw)}"
+    )
+    # and without a previous secret there is one v1, as before
+    assert signature("new-signing-key", 1717245005, raw).count("v1=") == 1
