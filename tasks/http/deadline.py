@@ -117,6 +117,10 @@ class _Late(Exception):
 
 def _read(response: httpx.Response, deadline: Deadline, max_bytes: int) -> bytes:
     """The decoded body, read raw in chunks and decoded under ``max_bytes``."""
+    if response.is_stream_consumed:  # a transport that read it already (httpx.MockTransport)
+        if len(response.content) > max_bytes:
+            raise BodyRefused(f"response body larger than {max_bytes} bytes")
+        return response.content
     decoder = BoundedDecoder(response.headers.get("content-encoding"), max_bytes)
     declared = response.headers.get("content-length", "")
     plain = "content-encoding" not in response.headers
