@@ -55,7 +55,7 @@ def connections() -> Iterator[list[socket.socket]]:
 def test_a_client_trickling_its_request_is_cut_off_at_the_connection_deadline() -> None:
     # Given the server with a 1 s budget per connection (``socket_timeout``, its old name,
     # was a timeout per recv: a byte every 50 ms never tripped it)
-    server = MetricsServer(PollerMetrics(), 0, lambda: True, socket_timeout=1.0).start()
+    server = MetricsServer(PollerMetrics().render, 0, lambda: True, socket_timeout=1.0).start()
     loris = socket.create_connection(("127.0.0.1", server.port))
     try:
         # When a client sends its request one byte every 50 ms (4 s for all of it)
@@ -83,7 +83,7 @@ def test_idle_connections_past_the_cap_hold_no_threads_and_healthz_still_answers
     # Given the server capped at 4 connections, each allowed a minute
     cap, clients = 4, 24
     server = MetricsServer(
-        PollerMetrics(), 0, lambda: True, deadline=60.0, max_connections=cap
+        PollerMetrics().render, 0, lambda: True, deadline=60.0, max_connections=cap
     ).start()
     threads_before = threading.active_count()
     try:
@@ -124,7 +124,7 @@ def _hung_up(sock: socket.socket) -> bool:
 def test_the_server_listens_on_metrics_host_only() -> None:
     # Given METRICS_HOST naming one loopback address (the whole 127/8 is this host's)
     settings = load_settings(metrics_host="127.0.0.2", metrics_port=0)
-    server = MetricsServer.for_settings(settings, PollerMetrics(), lambda: True).start()
+    server = MetricsServer.for_settings(settings, PollerMetrics().render, lambda: True).start()
     try:
         # Then it answers there, and nowhere else
         assert healthz(server.port, host="127.0.0.2") == 200
