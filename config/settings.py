@@ -31,11 +31,13 @@ CREDENTIAL_URLS = ("bwp_api_url", "bwp_token_url", "oms_url")
 #: settings with a default that an empty value must not replace silently
 NOT_BLANK = frozenset({"aws_region", "redis_url", "bwp_api_url", "bwp_token_url"})
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-#: Redis URLs whose password (and everything Redis holds: the OAuth token, event bodies)
-#: must not cross the network in clear
+#: Redis URLs whose password (and all Redis holds) must not cross the network in clear
 REDIS_URLS = ("redis_url", "celery_broker_url")
-#: default byte caps on one response's decoded body, per endpoint: an order with many
-#: deliveries fits the API's many times over; a token or an OMS reply is a few hundred bytes
+UNPROTECTED_PUSHES = (
+    "OMS_SIGNING_SECRET or OMS_AUTH_TOKEN is required: pushes would be neither signed nor"
+    " authenticated (ALLOW_UNSIGNED_OMS=true allows it)"
+)
+#: byte caps on one decoded response body (an order's fits 4 MiB many times over)
 API_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 TOKEN_MAX_RESPONSE_BYTES = 64 * 1024
 OMS_MAX_RESPONSE_BYTES = 64 * 1024
@@ -81,8 +83,7 @@ class Settings(BaseSettings):
     http_proxy: str | None = None
     https_proxy: str | None = None
     no_proxy: str | None = None
-    #: the address /metrics and /healthz listen on (0.0.0.0: every interface, so that
-    #: Prometheus and the orchestrator reach them; 127.0.0.1 keeps them on the host)
+    #: the address /metrics and /healthz listen on (0.0.0.0: every interface)
     metrics_host: str = Field(default="0.0.0.0", min_length=1, max_length=255)
 
     # --- the project's own knobs ----------------------------------------------------
@@ -187,28 +188,21 @@ class Settings(BaseSettings):
     #: the share of API_RATE_PER_SECOND (and API_BURST) that milestone queries may use
     milestone_api_share: float = Field(default=0.25, gt=0, le=1)
 
-    # --- exposed surfaces and hostile input (README "Security") -----------------------
-    #: connections the metrics server serves at once; past it the oldest is dropped, so
-    #: a fresh /healthz always gets in
+    # --- exposed surfaces and hostile input (each in README, "Security") --------------
+    #: metrics connections served at once (a new one drops the oldest), and each one's
+    #: wall-clock budget in all (not per recv)
     metrics_max_connections: int = Field(default=16, ge=1, le=1024)
-    #: wall-clock budget of one metrics connection, request and answer together (not
-    #: per recv: a client trickling a byte at a time is cut off at this)
     metrics_connection_deadline_seconds: float = Field(default=5.0, gt=0, le=60)
-    #: decoded bytes read at most from one response, per endpoint; a larger (or
-    #: decompressing) body ends the call with a retryable error
+    #: decoded bytes read at most from one response, per endpoint (retryable past it)
     api_max_response_bytes: int = Field(default=API_MAX_RESPONSE_BYTES, ge=1024)
     token_max_response_bytes: int = Field(default=TOKEN_MAX_RESPONSE_BYTES, ge=1024)
     oms_max_response_bytes: int = Field(default=OMS_MAX_RESPONSE_BYTES, ge=1024)
-    #: the OMS signing secret being retired: while set, X-Signature carries a second
-    #: ``v1=`` made with it, so an OMS that knows either secret verifies every push
+    #: the signing secret being retired: X-Signature carries a second v1= made with it
     oms_previous_signing_secret: SecretStr | None = None
-    #: let a worker push with neither OMS_SIGNING_SECRET nor OMS_AUTH_TOKEN (anyone who
-    #: reaches OMS_URL could then forge delivery updates)
+    #: explicit opt-outs: pushes neither signed nor authenticated; a Redis password in
+    #: clear off loopback; Flower without authentication (honoured on loopback only)
     allow_unsigned_oms: bool = False
-    #: accept a password-bearing redis:// (no TLS) URL to a non-loopback host
     allow_insecure_redis: bool = False
-    #: let Flower start without basic auth or OAuth, only while it listens on loopback
-    #: (or a unix socket): for the demo and a developer's machine
     allow_unauthenticated_flower: bool = False
 
     @model_validator(mode="after")
@@ -264,11 +258,12 @@ class Settings(BaseSettings):
             for name in CREDENTIAL_URLS
             if (text := _insecure(getattr(self, name), allowed=self.allow_insecure_http))
         ]
-        found += [
-            f"{name.upper()}: {text}"
-            for name in REDIS_URLS
-            if (text := _insecure_redis(getattr(self, name), allowed=self.allow_insecure_redis))
-        ]
+        if not self.allow_insecure_redis:
+            found += [
+                f"{name.upper()}: {text}"
+                for name in REDIS_URLS
+                if (text := validate.redis_in_clear(getattr(self, name), LOOPBACK_HOSTS))
+            ]
         if is_unset(self.oms_signing_secret) and not is_unset(self.oms_previous_signing_secret):
             found.append("OMS_PREVIOUS_SIGNING_SECRET is set without OMS_SIGNING_SECRET")
         below = [
@@ -328,14 +323,10 @@ class Settings(BaseSettings):
         return not (is_unset(self.oms_signing_secret) and is_unset(self.oms_auth_token))
 
     def unprotected_pushes(self) -> str | None:
-        """Why a worker may not start with these pushes (neither signed nor authenticated,
-        and not allowed explicitly), or None."""
+        """Why a worker may not push so (neither signed nor authenticated), or None."""
         if self.pushes_protected() or self.allow_unsigned_oms:
             return None
-        return (
-            "OMS_SIGNING_SECRET or OMS_AUTH_TOKEN is required: pushes would be neither signed"
-            " nor authenticated (ALLOW_UNSIGNED_OMS=true allows it)"
-        )
+        return UNPROTECTED_PUSHES
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         """What repr() and str() show: URLs with their password masked."""
@@ -344,12 +335,8 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for redaction in logs and errors."""
-        values = (
-            self.bwp_client_secret,
-            self.oms_signing_secret,
-            self.oms_previous_signing_secret,
-            self.oms_auth_token,
-        )
+        values = [self.bwp_client_secret, self.oms_signing_secret, self.oms_auth_token]
+        values.append(self.oms_previous_signing_secret)
         found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
         for url in (self.redis_url, self.broker_url):
             password = urlsplit(url).password
@@ -379,22 +366,6 @@ def _insecure(url: str | None, *, allowed: bool) -> str | None:
     if parts.scheme == "http":
         return "http:// sends credentials in clear; use https:// (or ALLOW_INSECURE_HTTP=true)"
     return "must be an https:// URL"
-
-
-def _insecure_redis(url: str | None, *, allowed: bool) -> str | None:
-    """Why ``url`` may not be used, or None: a password over plain ``redis://`` to a host
-    off loopback crosses the network in clear, and with it everything Redis holds."""
-    if not url or allowed:
-        return None
-    parts = urlsplit(url)
-    if parts.scheme != "redis" or not parts.password:
-        return None
-    if parts.hostname is None or parts.hostname in LOOPBACK_HOSTS:
-        return None
-    return (
-        "redis:// sends its password, the cached OAuth token and event bodies in clear to"
-        " a host off loopback; use rediss:// (or ALLOW_INSECURE_REDIS=true)"
-    )
 
 
 def load_settings(**overrides: object) -> Settings:

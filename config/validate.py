@@ -108,3 +108,16 @@ def queue_url_problem(value: str) -> str | None:
         if not re.fullmatch(r"\d{12}", account):
             return f"names no 12-digit account id ({shape})"
     return None
+
+
+def redis_in_clear(value: str | None, loopback: frozenset[str]) -> str | None:
+    """Why ``value`` would send a password over plain ``redis://`` to a host off
+    ``loopback`` (and with it everything Redis holds: the cached OAuth token, event
+    bodies), or None."""
+    parts = urlsplit(value or "")
+    if parts.scheme != "redis" or not parts.password or parts.hostname in {None, *loopback}:
+        return None
+    return (
+        "redis:// sends its password, the cached OAuth token and event bodies in clear to"
+        " a host off loopback; use rediss:// (or ALLOW_INSECURE_REDIS=true)"
+    )

@@ -103,7 +103,8 @@ def test_a_worker_whose_pushes_are_neither_signed_nor_authenticated_is_refused(
         " nor authenticated (ALLOW_UNSIGNED_OMS=true allows it)"
     )
     # a poller pushes nothing: it does not care
-    worker_settings(clean_env, SQS_QUEUE_URL="https://sqs.invalid/q").require_for("poll")
+    queue = "https://sqs.us-east-1.amazonaws.com/123456789012/bwp-events"
+    worker_settings(clean_env, SQS_QUEUE_URL=queue).require_for("poll")
 
 
 @pytest.mark.parametrize(
