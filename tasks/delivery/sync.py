@@ -85,6 +85,7 @@ class SyncDeps:
         open and being probed: no order query for a push that cannot go out."""
         if self.circuits is not None:
             self.circuits.hold_back(OMS, API)
+
     #: milestone coalescing and the milestones' share of the API budget (None: neither)
     milestones: MilestoneGate | None = None
 

@@ -7,13 +7,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.e2e
 
 WORKER = [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--pool", "threads", "-c", "1"]
-BEAT = [sys.executable, "-m", "celery", "-A", "tasks", "beat", "--schedule", os.devnull]
+#: never os.devnull: a beat that gets as far as its scheduler replaces a schedule file it
+#: cannot read, and as root that turns /dev/null into a regular file for the whole machine
+SCHEDULE = str(Path(tempfile.gettempdir()) / f"bwp-test-beat-schedule-{os.getpid()}")
+BEAT = [sys.executable, "-m", "celery", "-A", "tasks", "beat", "--schedule", SCHEDULE]
 POLL = [sys.executable, "-m", "worker", "poll"]
 PASSWORD = "redis-pw-H3X8-never-printed"
 WORKER_ENV = {
