@@ -45,6 +45,11 @@ class Spec:
     feed: str  # "saturate" or "paced"
 
 
+def options_for(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The benchmark's options (``bench.scale`` reuses them)."""
+    return _options(argv)
+
+
 def _options(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     add = parser.add_argument
@@ -169,14 +174,21 @@ def _warm_up(spec: Spec, feeder: Feeder, services: Services, prefix: str) -> Non
 
 
 def run_one(
-    spec: Spec, index: int, services: Services, options: argparse.Namespace, log_dir: Path
+    spec: Spec,
+    index: int,
+    services: Services,
+    options: argparse.Namespace,
+    log_dir: Path,
+    contender: Contender | None = None,
 ) -> dict[str, Any]:
+    """One contender through one stream; ``contender`` overrides the one ``spec`` names
+    (``bench.scale`` passes a group of bwp-worker tasks)."""
     events = options.paced_events if spec.feed == "paced" else options.events
     prefix = f"322-R{index:02d}"
     stream = build(events, options.seed, prefix=prefix)
     queue, cache = services.new_queue(), private_redis()
     client = redis.Redis.from_url(cache.url)
-    contender = _contender(spec.contender, options, log_dir)
+    contender = contender or _contender(spec.contender, options, log_dir)
     try:
         services.reset_oms()
         services.set_api_latency(spec.latency_ms / 1000)

@@ -69,3 +69,22 @@ def test_the_task_cost_probe_prints_one_figure_per_thread_count() -> None:
     assert [line[0] for line in lines] == ["1", "2"]
     assert all(float(line[2]) > 0 for line in lines)
     assert all(line[-2] == "(4" for line in lines)
+
+
+def test_the_scale_run_grows_the_number_of_tasks_on_one_redis(tmp_path: Path) -> None:
+    # Given one and then two bwp-worker tasks (poller + worker each) on one queue and Redis
+    out = tmp_path / "scale.json"
+    subprocess.run(
+        [sys.executable, "-m", "bench.scale", "--tasks", "1,2", "--events", "60"]
+        + ["--concurrency", "2", "--out", str(out)],
+        cwd=ROOT,
+        check=True,
+        timeout=240,
+        stdout=subprocess.DEVNULL,
+    )
+    rows = json.loads(out.read_text())["rows"]
+    # Then both runs ended with the OMS right, and each reports the costs the paper
+    # estimate is built from (Redis commands and CPU per event, all tasks together)
+    assert [row["tasks"] for row in rows] == [1, 2]
+    assert all(row["ok"] for row in rows)
+    assert all(row["redis_per_event"] > 0 and row["worker_cpu_ms_per_event"] > 0 for row in rows)
