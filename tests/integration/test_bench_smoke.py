@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
+SCALE_ARGS = ("--tasks", "1,2", "--events", "60", "--concurrency", "2")
 
 
 def test_a_quick_benchmark_runs_every_contender_with_sane_counts(tmp_path: Path) -> None:
@@ -80,8 +81,7 @@ def test_the_scale_run_grows_the_number_of_tasks_on_one_redis(tmp_path: Path) ->
     # Given one and then two bwp-worker tasks (poller + worker each) on one queue and Redis
     out = tmp_path / "scale.json"
     subprocess.run(
-        [sys.executable, "-m", "bench.scale", "--tasks", "1,2", "--events", "60"]
-        + ["--concurrency", "2", "--out", str(out)],
+        [sys.executable, "-m", "bench.scale", *SCALE_ARGS, "--out", str(out)],
         cwd=ROOT,
         check=True,
         timeout=240,
