@@ -93,9 +93,7 @@ def _plan(options: argparse.Namespace) -> list[Spec]:
             if c != "limit-line" and (c != NO_EVENTS or latency == 0)
         ]
     if options.paced_events:
-        plan += [
-            Spec(c, 0, "paced") for c in chosen if c not in ("limit-line", NO_EVENTS)
-        ]
+        plan += [Spec(c, 0, "paced") for c in chosen if c not in ("limit-line", NO_EVENTS)]
     return plan
 
 
