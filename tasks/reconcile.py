@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 import structlog
 
 from tasks.delivery.routing import index_snapshot
-from tasks.delivery.snapshot import Snapshot
 from tasks.delivery.sync import SyncDeps, sync_delivery, synthetic_source
 from tasks.errors import BwpError
 from tasks.ledger.deliveries import DeliveryStates
+from tasks.model.snapshot import Snapshot
 
 log = structlog.get_logger("bwp.reconcile")
 

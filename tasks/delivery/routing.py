@@ -24,7 +24,7 @@ from typing import Final
 
 import structlog
 
-from tasks.delivery.snapshot import Snapshot, read_order
+from tasks.delivery.snapshot import read_order
 from tasks.delivery.sync import (
     Outcome,
     Source,
@@ -39,6 +39,7 @@ from tasks.http.deadline import Deadline
 from tasks.keys import DeliveryRef
 from tasks.ledger.milestones import QUERY_NOW, Tracker
 from tasks.ledger.trackers import Trackers
+from tasks.model.snapshot import Snapshot
 
 log = structlog.get_logger("bwp.sync")
 

@@ -15,8 +15,8 @@ from typing import Any, Protocol
 
 import structlog
 
-from tasks.delivery.guard import Decision, Pushed, covers, decide
-from tasks.delivery.snapshot import Snapshot, read_order
+from tasks.delivery.guard import Decision, covers, decide
+from tasks.delivery.snapshot import read_order
 from tasks.errors import ApiBehindEvent, OrderNotVisibleYet
 from tasks.events.catalog import TERMINAL_STATES, DeliveryState, rank
 from tasks.events.envelope import DeliveryEvent, Envelope
@@ -28,6 +28,8 @@ from tasks.ledger.events import Ledger
 from tasks.ledger.milestones import MilestoneGate
 from tasks.ledger.trackers import Trackers
 from tasks.metrics import TaskMetrics
+from tasks.model.pushed import Pushed
+from tasks.model.snapshot import Snapshot
 from tasks.oms.payload import delivery_update, rfc3339
 
 log = structlog.get_logger("bwp.sync")

@@ -22,6 +22,8 @@ PURE = (
     "tasks.delivery.snapshot",
     "tasks.delivery.guard",
     "tasks.delivery.task_retry",
+    "tasks.model.pushed",
+    "tasks.model.snapshot",
     "tasks.oms.payload",
     "tasks.errors",
     "tasks.keys",
