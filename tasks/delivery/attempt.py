@@ -5,9 +5,13 @@ Plain function: the Celery task only decodes arguments and acts on what this ret
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import structlog
 
+from config.settings import Settings
 from tasks.delivery.routing import sync_parsed
+from tasks.delivery.sync import SyncDeps
 from tasks.delivery.task_retry import (
     UNKNOWN_TRACKER,
     GiveUp,
@@ -18,13 +22,29 @@ from tasks.delivery.task_retry import (
 )
 from tasks.errors import DeadLetterUnavailable, DependencyDown, MalformedEvent
 from tasks.events.envelope import DeliveryEvent, MilestoneEvent, parse_delivery_event
-from tasks.runtime import Runtime
-from tasks.sqs.dlq import Parcel, one_line
+from tasks.ledger.events import Ledger
+from tasks.sqs.dlq import DeadLetters, Parcel, one_line
 
 log = structlog.get_logger("bwp.task")
 
 
-def policy_of(runtime: Runtime) -> RetryPolicy:
+class AttemptRuntime(Protocol):
+    """What an attempt uses of the worker's collaborators (``tasks.runtime.Runtime``)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def ledger(self) -> Ledger: ...
+
+    @property
+    def deps(self) -> SyncDeps: ...
+
+    @property
+    def dead_letters(self) -> DeadLetters: ...
+
+
+def policy_of(runtime: AttemptRuntime) -> RetryPolicy:
     s = runtime.settings
     return RetryPolicy(
         s.task_max_retries,
@@ -34,21 +54,23 @@ def policy_of(runtime: Runtime) -> RetryPolicy:
     )
 
 
-def _payload_hash(body: str, runtime: Runtime) -> str:
+def _payload_hash(body: str, runtime: AttemptRuntime) -> str:
     try:
         return _parse(body, runtime).envelope.payload_hash
     except MalformedEvent:
         return ""
 
 
-def _parse(body: str, runtime: Runtime) -> DeliveryEvent | MilestoneEvent:
+def _parse(body: str, runtime: AttemptRuntime) -> DeliveryEvent | MilestoneEvent:
     event = parse_delivery_event(body, max_deliveries=runtime.settings.max_deliveries_per_event)
     if not isinstance(event, DeliveryEvent | MilestoneEvent):
         raise MalformedEvent(f"{event.detail_type} is not a delivery event")
     return event
 
 
-def handle(body: str, dedup_key: str, runtime: Runtime, *, failures: int, busy: int) -> str | Retry:
+def handle(
+    body: str, dedup_key: str, runtime: AttemptRuntime, *, failures: int, busy: int
+) -> str | Retry:
     """Sync the event in ``body``. Returns the outcome name, or a Retry to schedule."""
     try:
         event = _parse(body, runtime)
@@ -67,7 +89,7 @@ def handle(body: str, dedup_key: str, runtime: Runtime, *, failures: int, busy: 
 
 
 def _after_error(
-    exc: Exception, body: str, dedup_key: str, runtime: Runtime, *, failures: int, busy: int
+    exc: Exception, body: str, dedup_key: str, runtime: AttemptRuntime, *, failures: int, busy: int
 ) -> str | Retry:
     step = next_step(exc, failures=failures, busy=busy, policy=policy_of(runtime))
     if isinstance(step, Retry):
@@ -97,7 +119,7 @@ def _after_error(
     return _park(step, body, dedup_key, runtime, exc)
 
 
-def _park(step: Park, body: str, dedup_key: str, runtime: Runtime, exc: Exception) -> str:
+def _park(step: Park, body: str, dedup_key: str, runtime: AttemptRuntime, exc: Exception) -> str:
     """Park the event, and mark it `parked` only once the DLQ took it. With no DLQ, or a
     DLQ that keeps refusing, it is marked `failed` instead: the poller that holds its
     message parks it with its own DLQ, or leaves it to the queue's redrive policy."""
