@@ -22,6 +22,7 @@ PURE = (
     "tasks.delivery.snapshot",
     "tasks.delivery.guard",
     "tasks.delivery.task_retry",
+    "tasks.delivery.outcome",
     "tasks.model.pushed",
     "tasks.model.snapshot",
     "tasks.oms.payload",
