@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 
 import redis
 
-from tasks.delivery.guard import Pushed
 from tasks.errors import DeliveryBusy
 from tasks.keys import DeliveryRef, Keys
 from tasks.ledger import scripts
 from tasks.ledger.keeper import Hold, Keeper
+from tasks.model.pushed import Pushed
 from tasks.redis_outage import UNAVAILABLE, redis_outage, text
 
 
