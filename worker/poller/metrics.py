@@ -62,7 +62,7 @@ class PollerMetrics:
         )
         self.inflight = Counter(
             "bwp_inflight_skipped",
-            "Messages left in SQS: another poller holds the claim",
+            "Messages held, not dispatched: their event's task is queued or running already",
             registry=r,
         )
         self.unsupported = Counter(
@@ -90,7 +90,10 @@ class PollerMetrics:
             "bwp_sqs_requests", "SQS API requests by the poller", ["action"], registry=r
         )
         self.paused = Counter(
-            "bwp_backpressure_pauses", "Polls skipped: Celery queue too deep", registry=r
+            "bwp_backpressure_pauses",
+            "Polls skipped: the Celery queue deeper than MAX_QUEUE_DEPTH, or this poller "
+            "holding MAX_HELD_MESSAGES messages or MAX_HELD_BYTES body bytes",
+            registry=r,
         )
         self.held = Gauge(
             "bwp_held_messages", "Messages held in flight until their event settles", registry=r
