@@ -240,3 +240,34 @@ def test_an_unexpected_receive_error_does_not_end_the_loop(
     assert not rig.poller.failed
     sqs.meta.events.unregister("before-call.sqs.ReceiveMessage", broken_once)
     rig.redis.close()
+
+
+def test_a_batch_received_after_the_stop_is_handed_back_by_the_loop_thread(
+    sqs, queues, redis_url, key_prefix
+) -> None:  # type: ignore[no-untyped-def]
+    # Given a poller whose long poll is in flight when it is told to stop
+    rig = make_rig(sqs, queues, redis_url, key_prefix)
+    running = Running(rig)
+    releases: list[threading.Thread] = []
+
+    def stop_during_the_receive(**_: object) -> None:
+        running.stop.set()
+
+    def record_release(**_: object) -> None:
+        releases.append(threading.current_thread())
+
+    rig.send(to_body(delivered(order="322-LATE-1")))
+    sqs.meta.events.register("before-call.sqs.ReceiveMessage", stop_during_the_receive)
+    sqs.meta.events.register("before-call.sqs.ChangeMessageVisibilityBatch", record_release)
+    try:
+        with running:
+            wait_for(lambda: not running.thread.is_alive())
+    finally:
+        sqs.meta.events.unregister("before-call.sqs.ReceiveMessage", stop_during_the_receive)
+        sqs.meta.events.unregister("before-call.sqs.ChangeMessageVisibilityBatch", record_release)
+    # Then what it received is not handled but handed back, on the loop's thread only
+    assert rig.poller.totals.dispatched == 0
+    assert rig.poller.totals.handed_back == 1
+    assert releases == [running.thread]
+    assert rig.counts(rig.queue_url) == (1, 0)
+    rig.redis.close()

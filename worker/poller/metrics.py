@@ -46,7 +46,6 @@ class Totals:
 class PollerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.last_beat = 0.0
         r = self.registry
         self.received = Counter("bwp_messages_received", "SQS messages received", registry=r)
         self.dispatched = Counter(
@@ -150,9 +149,13 @@ class PollerMetrics:
         )
 
     def beat(self, now: float) -> None:
-        """A poll completed at ``now``."""
-        self.last_beat = now
+        """A poll completed at ``now`` (the loop thread)."""
         self.heartbeat.set(now)
+
+    @property
+    def last_beat(self) -> float:
+        """When the loop last turned (0: never); any thread reads it (the gauge's lock)."""
+        return self.value("bwp_loop_heartbeat_timestamp")
 
     def value(self, name: str, **labels: str) -> float:
         """The current value of one sample (0 when it was never set)."""
