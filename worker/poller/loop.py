@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import redis
 import structlog
 
 from tasks.dispatch import Dispatcher
@@ -53,6 +54,7 @@ from worker.poller.intake import Intake, Verdicts
 from worker.poller.metrics import PollerMetrics, Totals
 from worker.poller.receiver import Receiver
 from worker.poller.settle import Settler
+from worker.poller.throttle import Throttle
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -114,6 +116,9 @@ class Poller:
             clock=clock,
         )
         self._last_settle = 0.0
+        #: no settling tick before this (a tick failed)
+        self._settle_after = 0.0
+        self._tick_failures = Throttle(config.outage_log_interval, clock)
         #: the loop ended because a part of it died, not because it was told to stop
         self.failed = False
         self._deletes = PendingDeletes(self._queue.delete, clock=clock)
@@ -267,14 +272,28 @@ class Poller:
 
     # --- settling what is held --------------------------------------------------------
     def _settle(self, *, final: bool = False) -> None:
-        self._last_settle = self._clock()
-        self._settler.tick(final=final)
+        self._last_settle = now = self._clock()
+        try:
+            self._settler.tick(final=final)
+        except Exception as exc:  # the loop survives anything one tick does
+            # An outage is handled inside the tick (intake pauses); this is anything else,
+            # a command the Redis ACL refuses now, say. What is held is ticked again later.
+            self.metrics.errors.labels("settle").inc()
+            self._settle_after = now + self._cfg.error_backoff
+            if self._tick_failures.allow():
+                log.error(
+                    "settle_tick_failed",
+                    error=type(exc).__name__,
+                    reason=str(exc)[:200],
+                    exc_info=not isinstance(exc, redis.RedisError),
+                )
 
     def _settle_if_due(self) -> None:
         # A tick costs Redis work in proportion to what is held: few held, tick often (a
         # settled message leaves SQS soon); many, up to ``settle_interval`` apart.
         interval = min(self._cfg.settle_interval, max(SETTLE_FLOOR, len(self.held) / 2000))
-        if self.held and self._clock() - self._last_settle >= interval:
+        now = self._clock()
+        if self.held and now - self._last_settle >= interval and now >= self._settle_after:
             self._settle()
 
     # --- SQS (the loop thread's client) ------------------------------------------------

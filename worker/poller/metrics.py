@@ -83,7 +83,11 @@ class PollerMetrics:
             registry=r,
         )
         self.errors = Counter(
-            "bwp_loop_errors", "Receive/delete/dispatch errors", ["stage"], registry=r
+            "bwp_loop_errors",
+            "Poller errors by stage: receive, delete, extend, loop (a batch), settle (a "
+            "settling tick), redis and broker (an outage that paused intake)",
+            ["stage"],
+            registry=r,
         )
         self.sqs_requests = Counter(
             "bwp_sqs_requests", "SQS API requests by the poller", ["action"], registry=r
