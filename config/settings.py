@@ -99,7 +99,7 @@ class Settings(BaseSettings):
     #: httpx's timeout, per phase (connect, each read, write, pool)
     http_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     #: wall-clock budget of one HTTP request, all phases together: a server that
-    #: trickles bytes cannot hold a worker thread past it (tasks/deadline.py)
+    #: trickles bytes cannot hold a worker thread past it (tasks/http/deadline.py)
     http_total_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     #: wall-clock budget of one task run; below BROKER_VISIBILITY_TIMEOUT, or the broker
     #: hands a still-running task to a second worker

@@ -4,7 +4,7 @@
 sends one byte every few seconds holds a worker thread for as long as it likes. Here a
 request runs under a :class:`Deadline` (monotonic): each phase's timeout is clipped to
 the time left, and the body is read in chunks with the deadline checked between them.
-A passed deadline raises the caller's retryable error.
+A passed deadline, and a connection that fails, raise the caller's retryable error.
 
 A task may pass its own Deadline to the clients (``fetch_order(..., deadline=)``,
 ``push(..., deadline=)``); each request then ends at the earlier of the task's deadline
@@ -84,8 +84,9 @@ def bounded_request(
     decoded body would exceed ``max_bytes``.
 
     Raises ``error("<what>: ...")`` when the deadline passes before or during the call,
-    or the body is too large or cannot be decoded; any other httpx error propagates for
-    the caller to translate.
+    or the body is too large or cannot be decoded, and ``error("<what> unreachable:
+    <httpx error>")`` when the connection fails (refused, reset, timed out before the
+    deadline, a proxy error). Any other httpx error (a malformed URL, say) propagates.
     """
     if deadline.expired():
         raise error(f"{what}: deadline passed before the request")
@@ -103,10 +104,10 @@ def bounded_request(
             raise error(f"{what}: response not complete within the deadline") from None
         finally:
             response.close()
-    except httpx.TimeoutException as exc:
-        if deadline.expired():
+    except httpx.TransportError as exc:
+        if isinstance(exc, httpx.TimeoutException) and deadline.expired():
             raise error(f"{what}: no response within the deadline") from exc
-        raise
+        raise error(f"{what} unreachable: {type(exc).__name__}") from exc
     headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _WIRE_HEADERS]
     return httpx.Response(response.status_code, headers=headers, content=body, request=request)
 

@@ -86,20 +86,17 @@ class OmsClient:
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         self.requests += 1
-        try:
-            response = bounded_request(
-                self._http,
-                "POST",
-                self._url,
-                deadline=task.within(self._total),
-                error=OmsUnavailable,
-                what="OMS",
-                max_bytes=self._max_bytes,
-                content=raw,
-                headers=headers,
-            )
-        except httpx.TransportError as exc:
-            raise OmsUnavailable(f"OMS unreachable: {type(exc).__name__}") from exc
+        response = bounded_request(
+            self._http,
+            "POST",
+            self._url,
+            deadline=task.within(self._total),
+            error=OmsUnavailable,
+            what="OMS",
+            max_bytes=self._max_bytes,
+            content=raw,
+            headers=headers,
+        )
         status = response.status_code
         if 200 <= status < 300 or status == 409:
             return status

@@ -246,17 +246,14 @@ class OrderApi:
             "x-api-version": self._version,
             "x-api-target-id": self._target or business_product_id,
         }
-        try:
-            return bounded_request(
-                self._http,
-                "POST",
-                self._url,
-                deadline=task.within(self._total),
-                error=ApiUnavailable,
-                what="order API",
-                max_bytes=self._max_bytes,
-                json=order_request(self._version, order_id, tracker=tracker),
-                headers=headers,
-            )
-        except httpx.TransportError as exc:
-            raise ApiUnavailable(f"order API unreachable: {type(exc).__name__}") from exc
+        return bounded_request(
+            self._http,
+            "POST",
+            self._url,
+            deadline=task.within(self._total),
+            error=ApiUnavailable,
+            what="order API",
+            max_bytes=self._max_bytes,
+            json=order_request(self._version, order_id, tracker=tracker),
+            headers=headers,
+        )

@@ -112,19 +112,16 @@ class TokenCache:
 
     def _refresh(self) -> str:
         self.fetches += 1
-        try:
-            response = bounded_request(
-                self._http,
-                "POST",
-                self._creds.token_url,
-                deadline=Deadline(self._total),
-                error=ApiUnavailable,
-                what="token endpoint",
-                max_bytes=self._max_bytes,
-                data=self._creds.form(),
-            )
-        except httpx.TransportError as exc:
-            raise ApiUnavailable(f"token endpoint unreachable: {type(exc).__name__}") from exc
+        response = bounded_request(
+            self._http,
+            "POST",
+            self._creds.token_url,
+            deadline=Deadline(self._total),
+            error=ApiUnavailable,
+            what="token endpoint",
+            max_bytes=self._max_bytes,
+            data=self._creds.form(),
+        )
         if response.status_code == 429 or response.status_code >= 500:
             raise ApiUnavailable(f"token endpoint answered {response.status_code}")
         if response.status_code != 200:

@@ -151,6 +151,33 @@ def test_a_passed_deadline_sends_nothing(http: httpx.Client) -> None:
         )
 
 
+def _closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}/"
+
+
+def test_a_connection_that_fails_raises_the_callers_error(http: httpx.Client) -> None:
+    # Given nothing listening at the URL
+    url = _closed_port_url()
+    # Then the request raises the caller's retryable error, named, not httpx's
+    with pytest.raises(OmsUnavailable, match=r"^OMS unreachable: ConnectError$") as raised:
+        bounded_request(
+            http,
+            "GET",
+            url,
+            deadline=Deadline(5.0),
+            error=OmsUnavailable,
+            what="OMS",
+            max_bytes=CAP,
+        )
+    assert isinstance(raised.value.__cause__, httpx.ConnectError)
+    # ... and so do the clients built on it
+    api = OrderApi(http, _Tokens(), url=url, api_version="2024-11-01", target_id=None, attempts=1)
+    with pytest.raises(ApiUnavailable, match=r"^order API unreachable: ConnectError$"):
+        api.fetch_order("bp-1", "o-1")
+
+
 def test_a_whole_response_within_the_deadline_is_returned_as_is(
     http: httpx.Client,
 ) -> None:

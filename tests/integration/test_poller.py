@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import pytest
 import redis
 
+from config.clients import make_redis
 from config.settings import Settings
-from tasks.celery import broker_prefix, make_app
+from tasks.celery import broker_prefix, celery_queue_key, make_app
 from tasks.dispatch import Dispatcher
 from tasks.events.samples import build_event, to_body
 from tasks.keys import DeliveryRef, Keys
@@ -99,6 +100,10 @@ def make_rig(
     ledger_client = redis.Redis.from_url(
         settings.redis_url, socket_timeout=1, socket_connect_timeout=1
     )
+    # the production probes (runner.py): Redis PING and the Celery queue's LLEN
+    broker = make_redis(settings.broker_url) if probes else None
+    other_broker = broker if settings.broker_url != settings.redis_url else None
+    queue_key = celery_queue_key(settings)
     poller = Poller(
         sqs,
         make_ledger(ledger_client, settings),
@@ -113,9 +118,8 @@ def make_rig(
                 **cfg,
             }
         ),
-        # the production probes (runner.py): Redis PING and the Celery queue's LLEN
-        queue_depth=queue_depth_probe(settings) if probes else None,
-        probe=dependency_probe(ledger_client, settings) if probes else None,
+        queue_depth=queue_depth_probe(broker, queue_key) if broker and queue_key else None,
+        probe=dependency_probe(ledger_client, other_broker) if probes else None,
         job_runs=JobRuns(ledger_client, Keys(key_prefix)) if job_runs else None,
     )
     return Rig(poller, settings, queue_url, dlq_url, sqs, redis.Redis.from_url(redis_url))

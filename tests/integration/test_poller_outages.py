@@ -240,3 +240,68 @@ def test_an_unexpected_receive_error_does_not_end_the_loop(
     assert not rig.poller.failed
     sqs.meta.events.unregister("before-call.sqs.ReceiveMessage", broken_once)
     rig.redis.close()
+
+
+def test_a_settling_tick_refused_by_the_redis_acl_is_logged_once_and_the_loop_lives_on(
+    sqs, queues, key_prefix
+) -> None:  # type: ignore[no-untyped-def]
+    # Given a poller on a Redis of its own whose user may run everything, holding a message
+    with EmbeddedRedis() as server:
+        admin = make_redis(server.url)
+        admin.execute_command("ACL", "SETUSER", "bwp-poller", "on", ">acl-pw", "~*", "&*", "+@all")
+        where = server.url.split("//", 1)[1]
+        rig = make_rig(sqs, queues, f"redis://bwp-poller:acl-pw@{where}", key_prefix)
+        rig.send(to_body(delivered(order="322-ACL-1")))
+        with structlog.testing.capture_logs() as logs, Running(rig) as running:
+            wait_for(lambda: rig.poller.totals.dispatched == 1 and rig.poller.totals.held == 1)
+            # When an ACL change refuses it the scripts the settling tick runs
+            admin.execute_command("ACL", "SETUSER", "bwp-poller", "-@scripting")
+            wait_for(lambda: rig.poller.metrics.errors.labels("settle")._value.get() >= 3)
+            # Then the loop lives on, healthy, and still holds the message
+            assert running.thread.is_alive()
+            assert heartbeat_fresh(rig.poller.metrics, max_age=1.0)
+            assert rig.poller.totals.held == 1
+            # When the ACL is put right and the event's task is done, it settles
+            admin.execute_command("ACL", "SETUSER", "bwp-poller", "+@all")
+            assert rig.work() == 1
+            wait_for(lambda: rig.counts(rig.queue_url) == (0, 0))
+        failures = [e for e in logs if e["event"] == "settle_tick_failed"]
+        # told once (one structured line, no traceback), however many ticks failed
+        assert len(failures) == 1, failures
+        assert failures[0]["error"] == "NoPermissionError"
+        assert failures[0]["log_level"] == "error"
+        assert not failures[0]["exc_info"]
+        assert not rig.poller.failed
+        rig.redis.close()
+        admin.close()
+
+
+def test_a_batch_received_after_the_stop_is_handed_back_by_the_loop_thread(
+    sqs, queues, redis_url, key_prefix
+) -> None:  # type: ignore[no-untyped-def]
+    # Given a poller whose long poll is in flight when it is told to stop
+    rig = make_rig(sqs, queues, redis_url, key_prefix)
+    running = Running(rig)
+    releases: list[threading.Thread] = []
+
+    def stop_during_the_receive(**_: object) -> None:
+        running.stop.set()
+
+    def record_release(**_: object) -> None:
+        releases.append(threading.current_thread())
+
+    rig.send(to_body(delivered(order="322-LATE-1")))
+    sqs.meta.events.register("before-call.sqs.ReceiveMessage", stop_during_the_receive)
+    sqs.meta.events.register("before-call.sqs.ChangeMessageVisibilityBatch", record_release)
+    try:
+        with running:
+            wait_for(lambda: not running.thread.is_alive())
+    finally:
+        sqs.meta.events.unregister("before-call.sqs.ReceiveMessage", stop_during_the_receive)
+        sqs.meta.events.unregister("before-call.sqs.ChangeMessageVisibilityBatch", record_release)
+    # Then what it received is not handled but handed back, on the loop's thread only
+    assert rig.poller.totals.dispatched == 0
+    assert rig.poller.totals.handed_back == 1
+    assert releases == [running.thread]
+    assert rig.counts(rig.queue_url) == (1, 0)
+    rig.redis.close()

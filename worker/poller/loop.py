@@ -11,16 +11,31 @@ orphans again. Anything not handed off stays in SQS and comes back.
 SQS calls on this thread (delete, extend, release, park) go through a client with short
 timeouts and one retry (config.clients.SQS_CONTROL_WORST_SECONDS), so that a stalled SQS
 cannot hold the loop past the extension margin; the long poll runs on its own thread.
+
+Who owns what. Two threads run a poller: the loop thread (the one that calls ``run``)
+and the receiver thread (worker/poller/receiver.py). The loop thread owns the held table,
+the pending deletes, the intake, the settler, the shared gauges, the control SQS client
+(delete, extend, release, park: every hand-back happens here, a batch received after the
+stop included) and its count of SQS requests. The receiver thread owns the long-poll SQS
+client, its count of SQS requests and the gate's pause (outage, backoff, probes;
+worker/poller/gate.py). Between them: batches go to the loop thread through the
+receiver's ``inbox`` (one batch ahead) and, once stopping, its ``late`` queue; outages go
+to the receiver through the gate's queue, and the held level (messages, bytes) under the
+gate's lock; ``sqs_requests`` sums the two counts on read. Shared as they are, being
+thread-safe: the ``stop`` and ``done`` events, the metrics (prometheus_client takes a lock;
+``/healthz`` reads the heartbeat gauge from the metrics server's threads) and the Redis
+clients (a redis-py client is a pool: the receiver's probe PINGs the ledger's client, and
+the Celery queue's depth is read by both threads).
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import redis
 import structlog
 
 from tasks.dispatch import Dispatcher
@@ -29,8 +44,7 @@ from tasks.http.circuit import Circuits
 from tasks.ledger.events import Ledger
 from tasks.ledger.runs import JobRuns
 from tasks.sqs.dlq import DeadLetters, Parcel
-from tasks.sqs.errors import describe
-from tasks.sqs.queue import AWS_ERRORS, SqsQueue
+from tasks.sqs.queue import SqsQueue
 from worker.poller.config import PollerConfig
 from worker.poller.deletes import PendingDeletes
 from worker.poller.gate import IntakeGate
@@ -38,15 +52,15 @@ from worker.poller.gauges import SharedGauges
 from worker.poller.held import Held, HeldMessages
 from worker.poller.intake import Intake, Verdicts
 from worker.poller.metrics import PollerMetrics, Totals
+from worker.poller.receiver import Receiver
 from worker.poller.settle import Settler
+from worker.poller.throttle import Throttle
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.type_defs import MessageTypeDef
 
 log = structlog.get_logger("bwp.poller")
-
-Inbox = queue.Queue[list["MessageTypeDef"] | None]
 
 #: seconds between settling ticks while few messages are held (a settled message leaves
 #: SQS this soon, so a bounded in-flight window turns over quickly)
@@ -74,9 +88,10 @@ class Poller:
     ) -> None:
         self._ledger, self._dlq, self._cfg = ledger, dead_letters, config
         self.metrics = metrics or PollerMetrics()
-        # the long poll on its own client; the loop's own calls on one with short timeouts
-        self._receiver = SqsQueue(sqs, config.queue_url, count=self._count_sqs)
+        # the loop's own SQS calls on a client with short timeouts (the long poll: receiver)
         self._queue = SqsQueue(control_sqs or sqs, config.queue_url, count=self._count_sqs)
+        #: SQS requests made by the loop thread (the receiver counts its own)
+        self._loop_requests = 0
         self.held = HeldMessages()
         self._intake = Intake(
             ledger,
@@ -95,16 +110,15 @@ class Poller:
             outage_log_interval=config.outage_log_interval,
             max_queue_depth=config.max_queue_depth,
             max_held=config.max_held,
-            held=lambda: len(self.held),
             max_held_bytes=config.max_held_bytes,
-            held_bytes=lambda: self.held.bytes,
             queue_depth=queue_depth,
             probe=probe,
             clock=clock,
         )
         self._last_settle = 0.0
-        #: SQS API requests made by this poller (tests and benchmarks count them)
-        self.sqs_requests = 0
+        #: no settling tick before this (a tick failed)
+        self._settle_after = 0.0
+        self._tick_failures = Throttle(config.outage_log_interval, clock)
         #: the loop ended because a part of it died, not because it was told to stop
         self.failed = False
         self._deletes = PendingDeletes(self._queue.delete, clock=clock)
@@ -124,11 +138,17 @@ class Poller:
             queue_depth=queue_depth,
             clock=clock,
         )
+        self._receiver = Receiver(sqs, self._gate, self.metrics, config)
         self._gauges = SharedGauges(self.metrics, job_runs=job_runs, circuits=circuits, clock=clock)
 
     @property
     def totals(self) -> Totals:
         return self.metrics.totals()
+
+    @property
+    def sqs_requests(self) -> int:
+        """SQS API requests made by this poller (tests and benchmarks count them)."""
+        return self._receiver.requests + self._loop_requests
 
     # --- the loop ---------------------------------------------------------------------
     def run(self, stop: threading.Event, max_polls: int | None = None) -> Totals:
@@ -141,44 +161,35 @@ class Poller:
         timeout; what settled meanwhile is deleted; the rest is handed back (visibility 0).
         """
         log.info("poller_started", queue_url=self._cfg.queue_url)
-        inbox: Inbox = queue.Queue(maxsize=1)
-        done_receiving = threading.Event()
-        receiver = threading.Thread(
-            target=self._receive_loop,
-            args=(stop, inbox, max_polls, done_receiving),
-            name="receiver",
-            daemon=True,
-        )
-        receiver.start()
-        while not stop.is_set() and not done_receiving.is_set():
-            try:
-                wait = SETTLE_FLOOR if self.held or self._deletes else IDLE_WAIT
-                messages = inbox.get(timeout=wait)
-            except queue.Empty:
-                messages = None
+        receiver = self._receiver
+        receiver.start(stop, max_polls)
+        while not stop.is_set() and not receiver.done.is_set():
+            wait = SETTLE_FLOOR if self.held or self._deletes else IDLE_WAIT
+            messages = receiver.next_batch(wait)
             if messages:
                 self._handle_safely(messages, stop)
             self._settle_if_due()
             self._flush_deletes()
             self._gauges.refresh()
-            if not receiver.is_alive() and inbox.empty():
-                if not done_receiving.is_set():
+            if not receiver.is_alive() and receiver.inbox.empty():
+                if not receiver.done.is_set():
                     self.failed = True
                     log.error("receiver_thread_died")
                 break
+            self._gate.holding(len(self.held), self.held.bytes)
             # alive, whether receiving or deliberately paused (/healthz follows this)
             self.metrics.beat(self._clock())
-        self._stop(receiver, inbox)
+        self._stop(receiver)
         return self.totals
 
-    def _stop(self, receiver: threading.Thread, inbox: Inbox) -> None:
+    def _stop(self, receiver: Receiver) -> None:
         deadline = time.monotonic() + self._cfg.wait_seconds + self._cfg.shutdown_grace
         while receiver.is_alive() and time.monotonic() < deadline:
             receiver.join(0.5)
             self._settle_if_due()
-        late = self._drain(inbox)
-        if late:
-            self.handback([m["ReceiptHandle"] for m in late])
+        unhandled = receiver.leftovers()
+        if unhandled:
+            self.handback([m["ReceiptHandle"] for m in unhandled])
         if receiver.is_alive():
             log.warning("receive_in_flight_at_exit", waited=self._cfg.wait_seconds)
         self._settle(final=True)
@@ -188,33 +199,6 @@ class Poller:
         self.handback([h.receipt for h in unsettled])
         self.metrics.held.set(0)
 
-    def _receive_loop(
-        self, stop: threading.Event, inbox: Inbox, max_polls: int | None, done: threading.Event
-    ) -> None:
-        while not stop.is_set() and (max_polls is None or self.totals.polls < max_polls):
-            try:
-                messages = self._receive(stop) if self._gate.ready(stop) else None
-            except Exception:  # the receiver survives anything one receive does
-                self.metrics.errors.labels("receive").inc()
-                log.exception("receive_loop_error")
-                stop.wait(self._cfg.error_backoff)
-                continue
-            if not messages:
-                continue
-            while not stop.is_set():
-                try:
-                    inbox.put(messages, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            else:
-                # received after the stop (the long poll was in flight): hand back at once
-                self.handback([m["ReceiptHandle"] for m in messages])
-        # wait for the main thread to take the last batch before saying "done"
-        while not inbox.empty() and not stop.is_set():
-            time.sleep(0.05)
-        done.set()
-
     def _handle_safely(self, messages: list[MessageTypeDef], stop: threading.Event) -> None:
         try:
             self.handle(messages)
@@ -223,16 +207,6 @@ class Poller:
             self.metrics.errors.labels("loop").inc()
             log.exception("batch_failed")
             stop.wait(self._cfg.error_backoff)
-
-    @staticmethod
-    def _drain(inbox: Inbox) -> list[MessageTypeDef]:
-        found: list[MessageTypeDef] = []
-        while True:
-            try:
-                item = inbox.get_nowait()
-            except queue.Empty:
-                return found
-            found += item or []
 
     # --- one batch --------------------------------------------------------------------
     def handle(self, messages: list[MessageTypeDef]) -> None:
@@ -298,30 +272,31 @@ class Poller:
 
     # --- settling what is held --------------------------------------------------------
     def _settle(self, *, final: bool = False) -> None:
-        self._last_settle = self._clock()
-        self._settler.tick(final=final)
+        self._last_settle = now = self._clock()
+        try:
+            self._settler.tick(final=final)
+        except Exception as exc:  # the loop survives anything one tick does
+            # An outage is handled inside the tick (intake pauses); this is anything else,
+            # a command the Redis ACL refuses now, say. What is held is ticked again later.
+            self.metrics.errors.labels("settle").inc()
+            self._settle_after = now + self._cfg.error_backoff
+            if self._tick_failures.allow():
+                log.error(
+                    "settle_tick_failed",
+                    error=type(exc).__name__,
+                    reason=str(exc)[:200],
+                    exc_info=not isinstance(exc, redis.RedisError),
+                )
 
     def _settle_if_due(self) -> None:
         # A tick costs Redis work in proportion to what is held: few held, tick often (a
         # settled message leaves SQS soon); many, up to ``settle_interval`` apart.
         interval = min(self._cfg.settle_interval, max(SETTLE_FLOOR, len(self.held) / 2000))
-        if self.held and self._clock() - self._last_settle >= interval:
+        now = self._clock()
+        if self.held and now - self._last_settle >= interval and now >= self._settle_after:
             self._settle()
 
-    # --- SQS --------------------------------------------------------------------------
-    def _receive(self, stop: threading.Event) -> list[MessageTypeDef] | None:
-        try:
-            messages = self._receiver.receive(
-                wait_seconds=self._cfg.wait_seconds,
-                visibility_timeout=self._cfg.visibility_timeout,
-            )
-        except AWS_ERRORS as exc:
-            self.metrics.errors.labels("receive").inc()
-            log.warning("receive_failed", **describe(exc))
-            stop.wait(self._cfg.error_backoff)
-            return None
-        return messages
-
+    # --- SQS (the loop thread's client) ------------------------------------------------
     def _park(self, items: list[tuple[str, Parcel]]) -> list[str]:
         if not items:
             return []
@@ -354,5 +329,6 @@ class Poller:
             self.metrics.handed_back.inc(len(receipts))
 
     def _count_sqs(self, action: str, requests: int = 1) -> None:
-        self.sqs_requests += requests
+        """The loop thread's SQS requests."""
+        self._loop_requests += requests
         self.metrics.sqs_requests.labels(action).inc(requests)

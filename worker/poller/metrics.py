@@ -46,7 +46,6 @@ class Totals:
 class PollerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.last_beat = 0.0
         r = self.registry
         self.received = Counter("bwp_messages_received", "SQS messages received", registry=r)
         self.dispatched = Counter(
@@ -62,7 +61,7 @@ class PollerMetrics:
         )
         self.inflight = Counter(
             "bwp_inflight_skipped",
-            "Messages left in SQS: another poller holds the claim",
+            "Messages held, not dispatched: their event's task is queued or running already",
             registry=r,
         )
         self.unsupported = Counter(
@@ -84,13 +83,20 @@ class PollerMetrics:
             registry=r,
         )
         self.errors = Counter(
-            "bwp_loop_errors", "Receive/delete/dispatch errors", ["stage"], registry=r
+            "bwp_loop_errors",
+            "Poller errors by stage: receive, delete, extend, loop (a batch), settle (a "
+            "settling tick), redis and broker (an outage that paused intake)",
+            ["stage"],
+            registry=r,
         )
         self.sqs_requests = Counter(
             "bwp_sqs_requests", "SQS API requests by the poller", ["action"], registry=r
         )
         self.paused = Counter(
-            "bwp_backpressure_pauses", "Polls skipped: Celery queue too deep", registry=r
+            "bwp_backpressure_pauses",
+            "Polls skipped: the Celery queue deeper than MAX_QUEUE_DEPTH, or this poller "
+            "holding MAX_HELD_MESSAGES messages or MAX_HELD_BYTES body bytes",
+            registry=r,
         )
         self.held = Gauge(
             "bwp_held_messages", "Messages held in flight until their event settles", registry=r
@@ -147,9 +153,13 @@ class PollerMetrics:
         )
 
     def beat(self, now: float) -> None:
-        """A poll completed at ``now``."""
-        self.last_beat = now
+        """A poll completed at ``now`` (the loop thread)."""
         self.heartbeat.set(now)
+
+    @property
+    def last_beat(self) -> float:
+        """When the loop last turned (0: never); any thread reads it (the gauge's lock)."""
+        return self.value("bwp_loop_heartbeat_timestamp")
 
     def value(self, name: str, **labels: str) -> float:
         """The current value of one sample (0 when it was never set)."""
