@@ -157,7 +157,7 @@ class Circuits:
 
     def _trip(self, dependency: str, error: Exception) -> None:
         try:
-            changed = int(self._open_script(scripts.CircuitArgs(self._keys.circuits, dependency)))
+            changed = int(self._open_script(self._args(dependency)))
         except UNAVAILABLE:
             return
         with self._lock:
@@ -174,7 +174,7 @@ class Circuits:
 
     def _close(self, dependency: str) -> None:
         try:
-            changed = int(self._close_script(scripts.CircuitArgs(self._keys.circuits, dependency)))
+            changed = int(self._close_script(self._args(dependency)))
         except UNAVAILABLE:
             return
         with self._lock:
@@ -182,6 +182,9 @@ class Circuits:
         if changed:
             log.warning("circuit_closed", dependency=dependency)
             self._on_change(dependency, False)
+
+    def _args(self, dependency: str) -> scripts.CircuitArgs:
+        return scripts.CircuitArgs(circuits=self._keys.circuits, dependency=dependency)
 
     def states(self) -> dict[str, bool]:
         """Each dependency: open? (read now, for the poller's gauge)."""

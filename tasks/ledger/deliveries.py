@@ -232,7 +232,12 @@ class DeliveryStates:
         record_prefix = self._keys.delivery(DeliveryRef("", "", ""))[: -len("//")]
         with redis_outage():
             members: list[bytes] = self._stale_open(
-                scripts.StaleOpenArgs(self._keys.open_deliveries, limit, cutoff, record_prefix)
+                scripts.StaleOpenArgs(
+                    open_index=self._keys.open_deliveries,
+                    limit=limit,
+                    cutoff=cutoff,
+                    record_prefix=record_prefix,
+                )
             )
         refs = []
         for member in members:

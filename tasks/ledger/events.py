@@ -168,7 +168,9 @@ class Ledger:
             now=self._clock(),
             ttl=self._queued_ttl,
             events=tuple(
-                scripts.QueuedItem(self._keys.event(e.dedup_key), e.dedup_key, e.body)
+                scripts.QueuedItem(
+                    event_key=self._keys.event(e.dedup_key), dedup_key=e.dedup_key, body=e.body
+                )
                 for e in events
             ),
         )
@@ -189,7 +191,7 @@ class Ledger:
         """The state of each event (None when its record is gone), in one round trip."""
         if not dedup_keys:
             return []
-        call = scripts.StatesArgs(self._items(dedup_keys))
+        call = scripts.StatesArgs(events=self._items(dedup_keys))
         replies = guarded(lambda: self._states(call))
         return [text(r) or None for r in replies]
 
@@ -197,7 +199,7 @@ class Ledger:
         """Each event's state, lease and counts, in one round trip (the settling tick)."""
         if not dedup_keys:
             return []
-        call = leases.ViewsArgs(self._items(dedup_keys))
+        call = leases.ViewsArgs(events=self._items(dedup_keys))
         replies = guarded(lambda: self._views(call))
         return [
             EventView(
@@ -222,7 +224,10 @@ class Ledger:
         call = leases.ReclaimArgs(
             most=most,
             orphans=tuple(
-                leases.OrphanItem(self._keys.event(o.dedup_key), o.mode, o.takes) for o in orphans
+                leases.OrphanItem(
+                    event_key=self._keys.event(o.dedup_key), mode=o.mode, takes_seen=o.takes
+                )
+                for o in orphans
             ),
         )
         replies = guarded(lambda: self._reclaim(call))
@@ -270,7 +275,7 @@ class Ledger:
         return bool(guarded(lambda: self._fail(call)))
 
     def _items(self, dedup_keys: Sequence[str]) -> tuple[scripts.EventItem, ...]:
-        return tuple(scripts.EventItem(self._keys.event(k)) for k in dedup_keys)
+        return tuple(scripts.EventItem(event_key=self._keys.event(k)) for k in dedup_keys)
 
     def postpone_sweep(self, dedup_key: str, seconds: float) -> None:
         """A retry is scheduled: keep the sweep away from this event until it is due."""

@@ -239,16 +239,19 @@ class Keeper:
             if due:
                 self._renew(self._renewal(due), client=pipe)
             if leases:
-                items = tuple(scripts.LeaseItem(t.key, op, t.token) for t, op in leases)
-                self._leases(scripts.LeasesArgs(int(self._lease_ttl * 1000), items), client=pipe)
+                items = tuple(
+                    scripts.LeaseItem(event_key=t.key, op=op, token=t.token) for t, op in leases
+                )
+                call = scripts.LeasesArgs(ttl=int(self._lease_ttl * 1000), leases=items)
+                self._leases(call, client=pipe)
             replies = pipe.execute()
         lock_replies = replies.pop(0) if due else []
         lease_replies = replies.pop(0) if leases else []
         return lock_replies, lease_replies
 
     def _renewal(self, holds: list[Hold]) -> scripts.RenewArgs:
-        locks = tuple(scripts.LockItem(h.key, h.token) for h in holds)
-        return scripts.RenewArgs(int(self._ttl * 1000), locks)
+        locks = tuple(scripts.LockItem(lock_key=h.key, token=h.token) for h in holds)
+        return scripts.RenewArgs(ttl=int(self._ttl * 1000), locks=locks)
 
     def _unconfirmed(
         self, due: list[Hold], leases: list[tuple[Tenancy, str]], exc: Exception

@@ -1,8 +1,9 @@
 """Lua scripts with named arguments.
 
 Each script is a ``Script``: its Lua text and the frozen dataclass that builds its KEYS
-and ARGV. The dataclass's fields are in the script's order: a field typed ``Key`` is a
-Redis key (KEYS), any other field an argument (ARGV; a ``bool`` is sent as '1' or '0').
+and ARGV, keyword-only (so that no caller can pass two arguments in each other's place).
+The dataclass's fields are in the script's order: a field typed ``Key`` is a Redis key
+(KEYS), any other field an argument (ARGV; a ``bool`` is sent as '1' or '0').
 A script that takes a batch ends with one field holding a tuple of items, each a
 dataclass of its own: every item's keys follow the fixed keys, every item's arguments the
 fixed arguments, item after item.

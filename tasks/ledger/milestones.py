@@ -112,7 +112,9 @@ class MilestoneGate:
         """The query ``admission`` let begin has finished: it covers earlier arrivals."""
         if self._window_ms <= 0 or admission.started < 0:
             return
-        call = scripts.CoveredArgs(self._key(tracker), admission.started, self._ttl_ms)
+        call = scripts.CoveredArgs(
+            tracker_key=self._key(tracker), started=admission.started, ttl=self._ttl_ms
+        )
         guarded(lambda: self._covered(call))
 
     def budget(self) -> None:

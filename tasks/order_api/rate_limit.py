@@ -53,7 +53,12 @@ class RateLimiter:
 
     def acquire(self) -> None:
         """Reserve the next slot (one Redis call) and sleep until it comes."""
-        call = ReserveArgs(self._key, self._interval_us, self._tolerance_us, self._max_wait_us)
+        call = ReserveArgs(
+            limiter_key=self._key,
+            interval=self._interval_us,
+            tolerance=self._tolerance_us,
+            max_wait=self._max_wait_us,
+        )
         wait_us = int(guarded(lambda: self._script(call)))
         if wait_us < 0:
             raise ApiUnavailable(

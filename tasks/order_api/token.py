@@ -93,7 +93,9 @@ class TokenCache:
                     try:
                         return self._breaker.call(self._refresh, ApiUnavailable)
                     finally:
-                        self._del_if_equal(DeleteIfEqualArgs(self._keys.token_lock, lock))
+                        self._del_if_equal(
+                            DeleteIfEqualArgs(key=self._keys.token_lock, expected=lock)
+                        )
             if self._circuits is not None and self._circuits.is_open(TOKEN):
                 # another process is probing the token endpoint: wait as a task, not here
                 raise DependencyDown(TOKEN, self._circuits.config.probe_interval)
@@ -105,7 +107,7 @@ class TokenCache:
         """The API refused ``token``: drop it (only it) so the next get() refreshes."""
         self._memo = None
         with redis_outage():
-            self._del_if_equal(DeleteIfEqualArgs(self._keys.token, token))
+            self._del_if_equal(DeleteIfEqualArgs(key=self._keys.token, expected=token))
 
     def _refresh(self) -> str:
         self.fetches += 1

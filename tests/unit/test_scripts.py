@@ -9,7 +9,8 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import re
-from dataclasses import dataclass, field
+import typing
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,17 @@ def _batch_problems(header: Header, shape: Layout) -> list[str]:
 @pytest.mark.parametrize("name", sorted(all_scripts()))
 def test_each_script_and_its_dataclass_agree(name: str) -> None:
     assert problems(all_scripts()[name]) == []
+
+
+@pytest.mark.parametrize("name", sorted(all_scripts()))
+def test_each_script_is_called_with_named_fields_only(name: str) -> None:
+    # (a dataclass built by keyword cannot take two same-typed arguments in swapped places)
+    call = all_scripts()[name].call
+    shapes = [call]
+    if (batch := layout(call).batch) is not None:
+        shapes.append(typing.get_args(typing.get_type_hints(call)[batch[0]])[0])
+    for shape in shapes:
+        assert all(f.kw_only for f in fields(shape)), f"{shape.__name__} is not keyword-only"
 
 
 def test_every_family_is_found() -> None:
@@ -318,8 +330,20 @@ def test_a_batch_sends_fixed_keys_and_arguments_first_then_each_item() -> None:
         claim_ttl=60,
         done_ttl=600,
         requests=(
-            ClaimItem("evt:a", "dlv:a", "ha", 3, "SHIPPED"),
-            ClaimItem("evt:b", "evt:b", "hb", -1, ""),
+            ClaimItem(
+                event_key="evt:a",
+                delivery_key="dlv:a",
+                payload_hash="ha",
+                implied_rank=3,
+                implied_state="SHIPPED",
+            ),
+            ClaimItem(
+                event_key="evt:b",
+                delivery_key="evt:b",
+                payload_hash="hb",
+                implied_rank=-1,
+                implied_state="",
+            ),
         ),
     )
     assert arguments(call) == (
@@ -330,7 +354,12 @@ def test_a_batch_sends_fixed_keys_and_arguments_first_then_each_item() -> None:
 
 def test_flags_are_sent_as_one_and_zero() -> None:
     call = FinishArgs(
-        *("lock", "dlv", "open", "evt", "queued", "lock"),
+        lock_key="lock",
+        delivery_key="dlv",
+        open_index="open",
+        event_key="evt",
+        queued_index="queued",
+        tracker_key="lock",
         token="t",
         now=1.0,
         state_ttl=10,

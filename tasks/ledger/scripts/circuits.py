@@ -9,7 +9,7 @@ from typing import Final
 from tasks.ledger.lua import SERVER_MS, Key, Script
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CircuitArgs:
     circuits: Key
     dependency: str

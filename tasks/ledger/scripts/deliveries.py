@@ -10,7 +10,7 @@ from tasks.ledger.lua import Key, Script
 from tasks.ledger.scripts.events import EVENT_DONE
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BeginArgs:
     lock_key: Key
     delivery_key: Key
@@ -50,7 +50,7 @@ return {'locked', last[1] or '', last[2] or '', last[3] or ''}
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FinishArgs:
     lock_key: Key
     delivery_key: Key
@@ -174,7 +174,7 @@ return 1
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StaleOpenArgs:
     open_index: Key
     limit: int

@@ -23,14 +23,14 @@ end
 """
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EventItem:
     """One event of a batch that names only its record."""
 
     event_key: Key
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ClaimItem:
     event_key: Key
     delivery_key: Key
@@ -39,7 +39,7 @@ class ClaimItem:
     implied_state: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ClaimArgs:
     now: float
     claim_ttl: int
@@ -111,14 +111,14 @@ return out
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class QueuedItem:
     event_key: Key
     dedup_key: str
     body: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MarkQueuedArgs:
     queued_index: Key
     now: float
@@ -169,7 +169,7 @@ return moved
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReleaseArgs:
     states: str
     events: tuple[EventItem, ...]
@@ -201,7 +201,7 @@ return n
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CompleteArgs:
     event_key: Key
     queued_index: Key
@@ -240,7 +240,7 @@ return 1
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ParkArgs:
     event_key: Key
     queued_index: Key
@@ -279,7 +279,7 @@ return 1
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FailArgs:
     event_key: Key
     queued_index: Key
@@ -324,7 +324,7 @@ return 1
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StatesArgs:
     events: tuple[EventItem, ...]
 

@@ -11,7 +11,7 @@ from tasks.ledger.lua import SERVER_MS, Key, Script
 from tasks.ledger.scripts.events import EventItem
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ViewsArgs:
     events: tuple[EventItem, ...]
 
@@ -49,14 +49,14 @@ return out
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OrphanItem:
     event_key: Key
     mode: str
     takes_seen: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReclaimArgs:
     most: int
     orphans: tuple[OrphanItem, ...]
@@ -112,14 +112,14 @@ return out
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LeaseItem:
     event_key: Key
     op: str
     token: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LeasesArgs:
     ttl: int
     leases: tuple[LeaseItem, ...]
@@ -174,13 +174,13 @@ return out
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LockItem:
     lock_key: Key
     token: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RenewArgs:
     ttl: int
     locks: tuple[LockItem, ...]

@@ -9,7 +9,7 @@ from typing import Final
 from tasks.ledger.lua import Key, Script
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AdmitArgs:
     tracker_key: Key
     arrival_key: Key
@@ -55,7 +55,7 @@ return {'query', now}
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CoveredArgs:
     tracker_key: Key
     started: int

@@ -10,7 +10,7 @@ from typing import Final
 from tasks.ledger.lua import Key, Script
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DeleteIfEqualArgs:
     key: Key
     expected: str
@@ -34,7 +34,7 @@ return 0
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReserveArgs:
     limiter_key: Key
     interval: int
