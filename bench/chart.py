@@ -13,8 +13,8 @@ matplotlib.use("Agg")  # files only: no display here, none needed
 
 import matplotlib.pyplot as plt  # after choosing the backend
 
-ORDER = ("bwp-worker", "bwp-worker-events", "powertools", "naive", "limit-line")
-LABELS = {"bwp-worker-events": "bwp-worker\n(task events on)"}
+ORDER = ("bwp-worker", "bwp-worker-no-events", "powertools", "naive", "limit-line")
+LABELS = {"bwp-worker-no-events": "bwp-worker\n(task events off)"}
 
 
 def draw(runs: Sequence[dict[str, Any]], path: Path) -> None:

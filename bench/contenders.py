@@ -112,7 +112,7 @@ class BwpWorker:
     log_dir: Path
     concurrency: int = 16
     pool: str = "threads"
-    task_events: bool = False
+    task_events: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
     profile_dir: Path | None = None
     name: str = "bwp-worker"

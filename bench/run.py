@@ -32,9 +32,11 @@ from bench.services import Services, private_redis
 from bench.stream import Stream, build, move_body, warmup
 
 ROOT = Path(__file__).resolve().parent.parent
-#: bwp-worker-events: bwp-worker with Celery task events on (the project's default, what
-#: Flower needs), at a 0 ms API only: what Flower costs
-CONTENDERS = ("bwp-worker", "bwp-worker-events", "powertools", "naive", "limit-line")
+#: bwp-worker: the configuration a user gets from the Procfile and the README's defaults
+#: (Celery task events on: what Flower needs). bwp-worker-no-events: the same with task
+#: events off (WORKER_TASK_EVENTS=false), at a 0 ms API only: what Flower costs.
+NO_EVENTS = "bwp-worker-no-events"
+CONTENDERS = ("bwp-worker", NO_EVENTS, "powertools", "naive", "limit-line")
 BUSY_STATES = ("user", "nice", "system", "irq", "softirq", "steal")
 
 
@@ -63,7 +65,7 @@ def _options(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--timeout", type=float, default=240.0, help="seconds per phase before giving up")
     add("--concurrency", type=int, default=16, help="bwp-worker's Celery concurrency")
     add("--pool", default="threads", help="bwp-worker's Celery pool (threads, prefork)")
-    add("--task-events", choices=["on", "off"], default="off", help="Celery task events at start")
+    add("--task-events", choices=["on", "off"], default="on", help="bwp-worker's task events")
     add("--bwp-env", action="append", default=[], metavar="KEY=VALUE", help="extra setting")
     add("--profile", action="store_true", help="also profile bwp-worker (pyinstrument)")
     add("--quick", action="store_true", help="smoke run: 40 events, 0 ms API, no paced runs")
@@ -88,12 +90,10 @@ def _plan(options: argparse.Namespace) -> list[Spec]:
         plan += [
             Spec(c, latency, "saturate")
             for c in chosen
-            if c != "limit-line" and (c != "bwp-worker-events" or latency == 0)
+            if c != "limit-line" and (c != NO_EVENTS or latency == 0)
         ]
     if options.paced_events:
-        plan += [
-            Spec(c, 0, "paced") for c in chosen if c not in ("limit-line", "bwp-worker-events")
-        ]
+        plan += [Spec(c, 0, "paced") for c in chosen if c not in ("limit-line", NO_EVENTS)]
     return plan
 
 
@@ -105,7 +105,7 @@ def _contender(name: str, options: argparse.Namespace, log_dir: Path) -> Contend
         log_dir,
         concurrency=options.concurrency,
         pool=options.pool,
-        task_events=options.task_events == "on" or name == "bwp-worker-events",
+        task_events=options.task_events == "on" and name != NO_EVENTS,
         extra_env=extra,
         profile_dir=getattr(options, "profile_dir", None),
     )

@@ -158,7 +158,7 @@ def register(app: Any) -> None:
                 max_retries=None,
                 argsrepr=hidden_argsrepr(body, dedup_key),
             )
-        return result
+        return str(result)
 
     @app.task(name=SWEEP_TASK, acks_late=True)  # type: ignore[untyped-decorator]
     def sweep_stale_events() -> int:

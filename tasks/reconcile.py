@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 import structlog
 
 from tasks.delivery.routing import index_snapshot
-from tasks.delivery.snapshot import Snapshot
-from tasks.delivery.sync import SyncDeps, sync_delivery, synthetic_source
+from tasks.delivery.sync import SyncDeps, sync_for_source, synthetic_source
 from tasks.errors import BwpError
 from tasks.ledger.deliveries import DeliveryStates
+from tasks.model.snapshot import Snapshot
 
 log = structlog.get_logger("bwp.reconcile")
 
@@ -54,7 +54,7 @@ def reconcile(
     for ref in refs:
         report.checked += 1
         try:
-            report.outcomes[sync_delivery(ref, deps, source, seen=reindex)] += 1
+            report.outcomes[sync_for_source(ref, deps, source, seen=reindex)] += 1
         except BwpError as exc:
             report.errors += 1
             log.warning(

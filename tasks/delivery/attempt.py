@@ -1,30 +1,61 @@
 """Run one sync task attempt and turn its result or error into the next step.
 
+The task's path, top to bottom: decode the body (here), ``route`` it to its deliveries
+(``tasks.delivery.routing``), ``sync_for_event`` each (``tasks.delivery.sync``, which
+finishes the event in the ledger); an error becomes a retry, a give-up or a park (here).
+
 Plain function: the Celery task only decodes arguments and acts on what this returns.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
 import structlog
 
-from tasks.delivery.routing import sync_parsed
-from tasks.delivery.task_retry import (
-    UNKNOWN_TRACKER,
-    GiveUp,
-    Park,
-    Retry,
-    RetryPolicy,
-    next_step,
-)
+from config.settings import Settings
+from tasks.delivery.outcome import Outcome
+from tasks.delivery.routing import route
+from tasks.delivery.sync import SyncDeps
+from tasks.delivery.task_retry import GiveUp, Park, Retry, RetryPolicy, next_step
 from tasks.errors import DeadLetterUnavailable, DependencyDown, MalformedEvent
 from tasks.events.envelope import DeliveryEvent, MilestoneEvent, parse_delivery_event
-from tasks.runtime import Runtime
-from tasks.sqs.dlq import Parcel, one_line
+from tasks.ledger.events import EventState, Ledger
+from tasks.sqs.dlq import DeadLetters, Parcel, one_line
 
 log = structlog.get_logger("bwp.task")
 
 
-def policy_of(runtime: Runtime) -> RetryPolicy:
+@dataclass(frozen=True, slots=True)
+class Parked:
+    """The event failed for good as ``kind`` (its dead-letter kind). ``state``: `parked`
+    once the DLQ took it, `failed` when none did (the poller holding it parks it)."""
+
+    kind: str
+    state: Literal[EventState.PARKED, EventState.FAILED] = EventState.PARKED
+
+    def __str__(self) -> str:
+        return f"{self.state}:{self.kind}"
+
+
+class AttemptRuntime(Protocol):
+    """What an attempt uses of the worker's collaborators (``tasks.runtime.Runtime``)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def ledger(self) -> Ledger: ...
+
+    @property
+    def deps(self) -> SyncDeps: ...
+
+    @property
+    def dead_letters(self) -> DeadLetters: ...
+
+
+def policy_of(runtime: AttemptRuntime) -> RetryPolicy:
     s = runtime.settings
     return RetryPolicy(
         s.task_max_retries,
@@ -34,22 +65,24 @@ def policy_of(runtime: Runtime) -> RetryPolicy:
     )
 
 
-def _payload_hash(body: str, runtime: Runtime) -> str:
+def _payload_hash(body: str, runtime: AttemptRuntime) -> str:
     try:
         return _parse(body, runtime).envelope.payload_hash
     except MalformedEvent:
         return ""
 
 
-def _parse(body: str, runtime: Runtime) -> DeliveryEvent | MilestoneEvent:
+def _parse(body: str, runtime: AttemptRuntime) -> DeliveryEvent | MilestoneEvent:
     event = parse_delivery_event(body, max_deliveries=runtime.settings.max_deliveries_per_event)
     if not isinstance(event, DeliveryEvent | MilestoneEvent):
         raise MalformedEvent(f"{event.detail_type} is not a delivery event")
     return event
 
 
-def handle(body: str, dedup_key: str, runtime: Runtime, *, failures: int, busy: int) -> str | Retry:
-    """Sync the event in ``body``. Returns the outcome name, or a Retry to schedule."""
+def handle(
+    body: str, dedup_key: str, runtime: AttemptRuntime, *, failures: int, busy: int
+) -> Outcome | Parked | Retry:
+    """Sync the event in ``body``. Returns how it ended, or a Retry to schedule."""
     try:
         event = _parse(body, runtime)
         structlog.contextvars.bind_contextvars(
@@ -59,16 +92,16 @@ def handle(body: str, dedup_key: str, runtime: Runtime, *, failures: int, busy: 
             structlog.contextvars.bind_contextvars(
                 order_id=event.order_id, delivery_id=event.delivery_id
             )
-        outcome = sync_parsed(event, runtime.deps)
+        outcome = route(event, runtime.deps)
     except Exception as exc:  # noqa: BLE001 - classified by next_step, parked or retried, never swallowed
         return _after_error(exc, body, dedup_key, runtime, failures=failures, busy=busy)
-    log.info("event_synced", outcome=outcome, retries=failures)
-    return str(outcome)
+    log.info("event_synced", outcome=str(outcome), retries=failures)
+    return outcome
 
 
 def _after_error(
-    exc: Exception, body: str, dedup_key: str, runtime: Runtime, *, failures: int, busy: int
-) -> str | Retry:
+    exc: Exception, body: str, dedup_key: str, runtime: AttemptRuntime, *, failures: int, busy: int
+) -> Outcome | Parked | Retry:
     step = next_step(exc, failures=failures, busy=busy, policy=policy_of(runtime))
     if isinstance(step, Retry):
         if isinstance(exc, DependencyDown):
@@ -89,15 +122,15 @@ def _after_error(
             log.warning("sweep_postpone_failed", error=type(ledger_exc).__name__)
         return step
     if isinstance(step, GiveUp):
-        log.warning("sync_gave_up_waiting", reason=step.reason, how=step.how)
-        if step.how == UNKNOWN_TRACKER:
+        log.warning("sync_gave_up_waiting", reason=step.reason, how=str(step.how))
+        if step.how is Outcome.UNKNOWN_TRACKER:
             runtime.deps.metrics.unknown_trackers.inc()
         runtime.ledger.complete(dedup_key, how=step.how, payload_hash=_payload_hash(body, runtime))
         return step.how
     return _park(step, body, dedup_key, runtime, exc)
 
 
-def _park(step: Park, body: str, dedup_key: str, runtime: Runtime, exc: Exception) -> str:
+def _park(step: Park, body: str, dedup_key: str, runtime: AttemptRuntime, exc: Exception) -> Parked:
     """Park the event, and mark it `parked` only once the DLQ took it. With no DLQ, or a
     DLQ that keeps refusing, it is marked `failed` instead: the poller that holds its
     message parks it with its own DLQ, or leaves it to the queue's redrive policy."""
@@ -114,8 +147,8 @@ def _park(step: Park, body: str, dedup_key: str, runtime: Runtime, exc: Exceptio
             dlq_configured=runtime.dead_letters.configured,
             error_type=type(exc).__name__,
         )
-        return f"failed:{step.kind}"
+        return Parked(step.kind, EventState.FAILED)
     runtime.ledger.mark_parked(dedup_key, step.kind)
     runtime.deps.metrics.parked.labels(step.kind).inc()
     log.error("event_parked", kind=step.kind, reason=step.reason, error_type=type(exc).__name__)
-    return f"parked:{step.kind}"
+    return Parked(step.kind)

@@ -7,24 +7,16 @@ state, only when it carries that fact (``covers``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 
 from tasks.events.catalog import DeliveryState, rank
+from tasks.model.pushed import Pushed
 
 
 class Decision(StrEnum):
     PUSH = "push"
     UNCHANGED = "unchanged"
     BACKWARDS = "backwards"
-
-
-@dataclass(frozen=True, slots=True)
-class Pushed:
-    """What the OMS last received for a delivery."""
-
-    fingerprint: str
-    rank: int
 
 
 def decide(fingerprint: str, rank: int, last: Pushed | None) -> Decision:

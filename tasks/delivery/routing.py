@@ -1,4 +1,4 @@
-"""From an event to the deliveries it leads to, each synced through the same ledger, lock
+"""Route an event to the deliveries it leads to, each synced through the same ledger, lock
 and guard (``tasks.delivery.sync``), all within one deadline for the whole task.
 
 - A delivery event syncs its own delivery, and first any further order/delivery pair
@@ -20,68 +20,62 @@ and guard (``tasks.delivery.sync``), all within one deadline for the whole task.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Final
 
 import structlog
 
-from tasks.delivery.snapshot import Snapshot, read_order
-from tasks.delivery.sync import (
-    Outcome,
-    Source,
-    SyncDeps,
-    sync_delivery,
-    sync_event,
-    sync_for_event,
-)
+from tasks.delivery.outcome import Outcome
+from tasks.delivery.snapshot import read_order
+from tasks.delivery.sync import Source, SyncDeps, sync_for_event, sync_for_source
 from tasks.errors import MilestoneDeferred, TrackerUnknownYet
 from tasks.events.envelope import DeliveryEvent, MilestoneEvent
 from tasks.http.deadline import Deadline
 from tasks.keys import DeliveryRef
+from tasks.ledger.events import EventState
 from tasks.ledger.milestones import QUERY_NOW, Tracker
 from tasks.ledger.trackers import Trackers
+from tasks.model.snapshot import Snapshot
 
 log = structlog.get_logger("bwp.sync")
 
-#: how a milestone covered by another milestone's query of the same tracker is marked done
-COALESCED: Final = "coalesced"
 
-
-def sync_parsed(event: DeliveryEvent | MilestoneEvent, deps: SyncDeps) -> str:
-    """Sync what ``event`` leads to; returns the outcome's name. Raises like ``sync_event``.
+def route(event: DeliveryEvent | MilestoneEvent, deps: SyncDeps) -> Outcome:
+    """Sync what ``event`` leads to. Raises like ``sync_for_event``.
 
     One deadline (``deps.deadline_seconds``) covers everything the task does."""
     deadline = Deadline(deps.deadline_seconds)
     if isinstance(event, MilestoneEvent):
-        return str(sync_milestone(event, deps, deadline))
-    return str(sync_every_pair(event, deps, deadline))
+        return route_milestone(event, deps, deadline)
+    return route_delivery_event(event, deps, deadline)
 
 
-def sync_every_pair(
+def route_delivery_event(
     event: DeliveryEvent, deps: SyncDeps, deadline: Deadline | None = None
 ) -> Outcome:
-    """``sync_event``, after ``sync_delivery`` of every other pair in the resources."""
+    """``sync_for_source`` of every other pair in the resources, then ``sync_for_event``
+    of the event's own delivery."""
     deadline = deadline or Deadline(deps.deadline_seconds)
     envelope = event.envelope
-    if event.others and deps.ledger.state(envelope.dedup_key) != "done":
+    if event.others and deps.ledger.state(envelope.dedup_key) != EventState.DONE:
         source = Source(envelope.id, envelope.detail_type, envelope.time)
         for ref in event.others:
             log.info(
                 "related_delivery_synced",
                 related=str(ref),
-                outcome=str(sync_delivery(ref, deps, source, deadline=deadline)),
+                outcome=str(sync_for_source(ref, deps, source, deadline=deadline)),
             )
-    return sync_event(event, deps, deadline=deadline)
+    own = DeliveryRef(event.business_product_id, event.order_id, event.delivery_id)
+    return sync_for_event(own, envelope, deps, implied_state=event.implied_state, deadline=deadline)
 
 
-def sync_milestone(
+def route_milestone(
     event: MilestoneEvent, deps: SyncDeps, deadline: Deadline | None = None
-) -> Outcome | str:
+) -> Outcome:
     """Re-sync the delivery the event's tracker belongs to (see the module docstring).
 
-    Returns the outcome, or ``COALESCED`` (event marked `done`) when a query of the same
+    Returns the outcome: ``Outcome.COALESCED`` (event marked `done`) when a query of the same
     tracker that began after this event arrived has finished. Raises TrackerUnknownYet
     when no known delivery carries the tracker, MilestoneDeferred while a query of the
-    tracker began less than the window ago, and like ``sync_event``.
+    tracker began less than the window ago, and like ``sync_for_event``.
     """
     deadline = deadline or Deadline(deps.deadline_seconds)
     envelope, gate = event.envelope, deps.milestones
@@ -92,9 +86,9 @@ def sync_milestone(
     admission = gate.admit(tracker, envelope.dedup_key) if gate is not None else QUERY_NOW
     if admission.verdict == "covered":
         deps.metrics.milestones_coalesced.inc()
-        deps.ledger.complete(envelope.dedup_key, COALESCED, envelope.payload_hash)
+        deps.ledger.complete(envelope.dedup_key, Outcome.COALESCED, envelope.payload_hash)
         log.info("milestone_coalesced", tracking_number=event.tracking_number)
-        return COALESCED
+        return Outcome.COALESCED
     if admission.verdict == "wait":
         deps.metrics.milestones_deferred.inc()
         raise MilestoneDeferred(

@@ -1,8 +1,7 @@
-"""Delivery snapshots: what one delivery of an order looks like right now.
+"""Reading delivery snapshots (``tasks.model.snapshot``) from an order response.
 
 Pure. ``read_order`` turns the ``order`` object of a GraphQL response (either schema
-generation) into one snapshot per delivery id; ``Snapshot.idempotency_key`` is the
-content fingerprint that the OMS sees as ``Idempotency-Key``.
+generation) into one snapshot per delivery id.
 
 Where a delivery's data comes from (buy-with-prime-api.md section 4):
 
@@ -18,16 +17,15 @@ Where a delivery's data comes from (buy-with-prime-api.md section 4):
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections import Counter
 from collections.abc import Container
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from tasks.errors import PermanentApiError
-from tasks.events.catalog import CANCELLATION_REASONS, DeliveryState, rank
+from tasks.events.catalog import CANCELLATION_REASONS, DeliveryState
+from tasks.model.snapshot import LineItem, Snapshot, Tracking
 
 GENERATION_2024_11 = frozenset({"2024-11-01"})
 
@@ -43,48 +41,6 @@ class UnknownValue(PermanentApiError):
 
     The preview API may add values: only the delivery an event names must parse.
     """
-
-
-@dataclass(frozen=True, slots=True)
-class Tracking:
-    carrier_code: str | None
-    tracking_number: str | None
-    tracking_url: str | None
-    milestone: str | None
-    estimated_earliest: str | None
-    estimated_latest: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class LineItem:
-    line_item_id: str
-    quantity: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    business_product_id: str
-    order_id: str
-    delivery_id: str
-    state: DeliveryState
-    reason: str | None
-    line_items: tuple[LineItem, ...]
-    tracking: Tracking | None
-
-    @property
-    def rank(self) -> int:
-        return rank(self.state)
-
-    @property
-    def idempotency_key(self) -> str:
-        """Fingerprint of the delivery's identity and content, never of time or attempt.
-
-        It changes exactly when state, reason, line items, quantities or tracking change,
-        and differs between deliveries, so the OMS can use it as an idempotency key.
-        """
-        content = asdict(self)
-        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
-        return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _obj(value: Any, where: str) -> dict[str, Any]:

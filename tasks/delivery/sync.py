@@ -1,4 +1,10 @@
-"""Sync deliveries to the OMS: the plain functions behind the Celery tasks and commands.
+"""Sync one delivery to the OMS: query the order, guard, push, finish in the ledger.
+
+- ``sync_for_event``: the delivery an event leads to (``tasks.delivery.routing`` says
+  which), under its lock; finishing it marks the event `done`;
+- ``sync_for_source``: a delivery no event of its own names (an event's other pairs,
+  reconciliation), under its lock;
+- ``sync_order``: every delivery of an order (``bwp-worker sync-order``).
 
 Collaborators are passed in (``SyncDeps``), so tests drive them with real Redis and
 sandbox servers and no Celery at all.
@@ -10,16 +16,16 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any, Protocol
 
 import structlog
 
-from tasks.delivery.guard import Decision, Pushed, covers, decide
-from tasks.delivery.snapshot import Snapshot, read_order
+from tasks.delivery.guard import Decision, covers, decide
+from tasks.delivery.outcome import Outcome
+from tasks.delivery.snapshot import read_order
 from tasks.errors import ApiBehindEvent, OrderNotVisibleYet
 from tasks.events.catalog import TERMINAL_STATES, DeliveryState, rank
-from tasks.events.envelope import DeliveryEvent, Envelope
+from tasks.events.envelope import Envelope
 from tasks.http.circuit import API, OMS, Circuits
 from tasks.http.deadline import Deadline
 from tasks.keys import DeliveryRef
@@ -28,17 +34,11 @@ from tasks.ledger.events import Ledger
 from tasks.ledger.milestones import MilestoneGate
 from tasks.ledger.trackers import Trackers
 from tasks.metrics import TaskMetrics
+from tasks.model.pushed import Pushed
+from tasks.model.snapshot import Snapshot
 from tasks.oms.payload import delivery_update, rfc3339
 
 log = structlog.get_logger("bwp.sync")
-
-
-class Outcome(StrEnum):
-    PUSHED = "pushed"  # the OMS received a new snapshot
-    UNCHANGED = "unchanged"  # the API shows what the OMS already has
-    BACKWARDS = "backwards"  # the API shows an earlier state than was pushed: not sent
-    NO_NEWS = "no_news"  # the pushed state already covers the event: no order query
-    ALREADY_DONE = "already_done"  # the ledger says another task finished this event
 
 
 class OrderSource(Protocol):
@@ -104,39 +104,24 @@ def synthetic_source(detail_type: str, now: datetime) -> Source:
     return Source(f"{detail_type.lower()}-{uuid.uuid4()}", detail_type, rfc3339(now))
 
 
-def ref_of(event: DeliveryEvent) -> DeliveryRef:
-    return DeliveryRef(event.business_product_id, event.order_id, event.delivery_id)
-
-
-def sync_event(
-    event: DeliveryEvent, deps: SyncDeps, *, deadline: Deadline | None = None
-) -> Outcome:
-    """Bring the OMS up to date with the delivery ``event`` names.
-
-    Marks the event `done` in the ledger when finished. Raises ApiBehindEvent (nothing
-    pushed, the event left open) while the API shows less than the event announces,
-    another RetryableError when a later attempt may succeed, a PermanentError when none
-    can. ``deadline``: the task's, when it does more than this (else one of
-    ``deps.deadline_seconds`` from now).
-    """
-    return _sync(ref_of(event), event.envelope, event.implied_state, deps, deadline)
-
-
 def sync_for_event(
-    ref: DeliveryRef, envelope: Envelope, deps: SyncDeps, *, deadline: Deadline | None = None
-) -> Outcome:
-    """``sync_event`` for an event that implies no state (a tracker milestone): always
-    query, push through the same lock and guard, and mark the event `done`."""
-    return _sync(ref, envelope, None, deps, deadline)
-
-
-def _sync(
     ref: DeliveryRef,
     envelope: Envelope,
-    implied_state: DeliveryState | None,
     deps: SyncDeps,
-    deadline: Deadline | None,
+    *,
+    implied_state: DeliveryState | None = None,
+    deadline: Deadline | None = None,
 ) -> Outcome:
+    """Bring the OMS up to date with delivery ``ref`` for the event in ``envelope``, and
+    mark the event `done` in the ledger when finished.
+
+    ``implied_state``: the state the event announces (None for an event that implies
+    none, a tracker milestone: then the order is always queried). Raises ApiBehindEvent
+    (nothing pushed, the event left open) while the API shows less than the event
+    announces, another RetryableError when a later attempt may succeed, a PermanentError
+    when none can. ``deadline``: the task's, when it does more than this (else one of
+    ``deps.deadline_seconds`` from now).
+    """
     key = envelope.dedup_key
     implied = rank(implied_state) if implied_state is not None else -1
     deadline = deadline or Deadline(deps.deadline_seconds)
@@ -174,7 +159,7 @@ def _sync(
     return outcome
 
 
-def sync_delivery(
+def sync_for_source(
     ref: DeliveryRef,
     deps: SyncDeps,
     source: Source,
@@ -185,7 +170,7 @@ def sync_delivery(
     """Query the order and push the delivery's snapshot if it changed (same guard).
 
     The query happens under the delivery's lock, so a concurrent event task cannot push
-    a newer snapshot between this read and this push. Raises like ``sync_event``.
+    a newer snapshot between this read and this push. Raises like ``sync_for_event``.
     ``seen`` is called with the snapshot read, whatever the outcome (reconciliation
     re-indexes trackers with it).
     """
@@ -209,14 +194,14 @@ def sync_delivery(
 def sync_order(
     business_product_id: str, order_id: str, deps: SyncDeps, source: Source
 ) -> dict[str, Outcome]:
-    """Find the order's deliveries, then ``sync_delivery`` each one.
+    """Find the order's deliveries, then ``sync_for_source`` each one.
 
     Used by ``bwp-worker sync-order``: one query to list the deliveries, then one per
-    delivery under its lock. Raises like ``sync_event``.
+    delivery under its lock. Raises like ``sync_for_event``.
     """
     delivery_ids = sorted(_read_snapshots(business_product_id, order_id, deps))
     return {
-        delivery_id: sync_delivery(
+        delivery_id: sync_for_source(
             DeliveryRef(business_product_id, order_id, delivery_id), deps, source
         )
         for delivery_id in delivery_ids

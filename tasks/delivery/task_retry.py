@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from tasks.delivery.outcome import Outcome
 from tasks.errors import (
     BwpError,
     DeliveryBusy,
@@ -25,8 +26,6 @@ from tasks.errors import (
 
 #: a delivery lock is held for one query and one push: waiting for it is cheap
 BUSY_MAX_RETRIES = 100
-#: how a milestone whose tracker stayed unknown is marked done
-UNKNOWN_TRACKER = "unknown_tracker"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +55,7 @@ class GiveUp:
 
     reason: str
     #: how the event is marked done
-    how: str
+    how: Outcome
 
 
 def _countdown(policy: RetryPolicy, failures: int, exc: BaseException, rng: random.Random) -> float:
@@ -94,7 +93,7 @@ def next_step(  # noqa: PLR0911 - one decision per kind of error
     if isinstance(exc, TrackerUnknownYet):  # its IN_TRANSIT may be on the way: as not-found
         if failures < policy.not_found_max_retries:
             return Retry(_countdown(policy, failures, exc, rng), failures + 1, busy)
-        return GiveUp(reason, how=UNKNOWN_TRACKER)
+        return GiveUp(reason, how=Outcome.UNKNOWN_TRACKER)
     budget = (
         policy.not_found_max_retries if isinstance(exc, OrderNotVisibleYet) else policy.max_retries
     )

@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 
 import redis
 
-from tasks.delivery.guard import Pushed
 from tasks.errors import DeliveryBusy
 from tasks.keys import DeliveryRef, Keys
 from tasks.ledger import lua
 from tasks.ledger.events import EventState
 from tasks.ledger.keeper import Hold, Keeper
 from tasks.ledger.scripts import deliveries as scripts
+from tasks.model.pushed import Pushed
 from tasks.redis_outage import UNAVAILABLE, redis_outage, text
 
 

@@ -11,7 +11,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from tasks.delivery.snapshot import Snapshot, Tracking
+from tasks.model.snapshot import Snapshot, Tracking
 
 
 def _tracking(tracking: Tracking | None) -> dict[str, Any] | None:

@@ -10,11 +10,11 @@ import time
 import pytest
 import redis
 
-from tasks.delivery.guard import Pushed
 from tasks.errors import DeliveryBusy
 from tasks.keys import DeliveryRef, Keys
 from tasks.ledger.deliveries import DeliveryStates, Record
 from tasks.ledger.keeper import Keeper
+from tasks.model.pushed import Pushed
 
 REF = DeliveryRef("bp", "322-LOCK-1", "d-1")
 

@@ -15,9 +15,9 @@ import pytest
 import redis
 from structlog.testing import capture_logs
 
-from tasks.delivery.attempt import handle
-from tasks.delivery.routing import sync_parsed
-from tasks.delivery.sync import Outcome, sync_event
+from tasks.delivery.attempt import Parked, handle
+from tasks.delivery.outcome import Outcome
+from tasks.delivery.routing import route, route_delivery_event
 from tasks.delivery.task_retry import Retry
 from tasks.dispatch import claim_request
 from tasks.errors import ApiAccessDenied
@@ -72,7 +72,7 @@ def milestone(number: str, carrier: str = "ups", order_id: str | None = None) ->
     )
 
 
-def run(side: Side, body: str, failures: int = 0) -> str | Retry:
+def run(side: Side, body: str, failures: int = 0) -> Outcome | Parked | Retry:
     event = parse_delivery_event(body)
     assert isinstance(event, MilestoneEvent | DeliveryEvent)
     side.runtime.ledger.claim([claim_request(event)])
@@ -249,7 +249,7 @@ def test_milestone_queries_take_their_share_of_the_api_budget(
     for _, number in orders:
         event = parse_delivery_event(milestone(number))
         assert isinstance(event, MilestoneEvent)
-        sync_parsed(event, deps)
+        route(event, deps)
     # Then past the burst each one waited for its slot of the milestones' share
     assert limiter.throttled == 8 - 2
     assert sum(waits) >= (8 - 2) / 5 * 0.9
@@ -287,7 +287,7 @@ def test_every_pair_of_an_event_runs_under_one_deadline(side: Side) -> None:
     assert isinstance(parsed, DeliveryEvent)
     recording = Recording(side.runtime.deps.api)
     # When its task syncs them
-    assert sync_parsed(parsed, replace(side.runtime.deps, api=recording)) == "pushed"
+    assert route(parsed, replace(side.runtime.deps, api=recording)) == "pushed"
     # Then all three queries ran under the one deadline of the task
     assert len(recording.deadlines) == 3
     assert recording.deadlines[0] is not None
@@ -306,10 +306,12 @@ def test_a_query_refused_the_tracker_fields_is_degraded_not_parked(side: Side) -
     # When two delivery events are synced
     with capture_logs() as logs:
         outcomes = [
-            sync_event(
+            route_delivery_event(
                 event(side, "PACKAGE_DELIVERY_IN_TRANSIT", order_id, "d-1"), side.runtime.deps
             ),
-            sync_event(event(side, "PACKAGE_DELIVERED", order_id, "d-2"), side.runtime.deps),
+            route_delivery_event(
+                event(side, "PACKAGE_DELIVERED", order_id, "d-2"), side.runtime.deps
+            ),
         ]
     # Then both deliveries reached the OMS, without tracking; one warning, each counted
     assert outcomes == [Outcome.PUSHED, Outcome.PUSHED]
@@ -330,7 +332,7 @@ def test_access_denied_without_the_tracker_fields_too_still_parks(side: Side) ->
     side.api.store.update_delivery(order_id, "d-1", state="DELIVERED")
     # When it is synced, the query without the tracker fields is denied too
     with pytest.raises(ApiAccessDenied):
-        sync_event(event(side, "PACKAGE_DELIVERED", order_id, "d-1"), side.runtime.deps)
+        route_delivery_event(event(side, "PACKAGE_DELIVERED", order_id, "d-1"), side.runtime.deps)
     # Then nothing was pushed, and later queries keep their tracker fields
     assert side.pushes(order_id) == []
     assert not side.runtime.deps.api.degraded  # type: ignore[attr-defined]
@@ -350,7 +352,7 @@ def test_the_full_query_is_tried_again_after_the_recheck(side: Side) -> None:
     side.api.tracker_permission = False
     order_id, number = shipped(side)
     assert (
-        sync_event(event(side, "PACKAGE_DELIVERY_IN_TRANSIT", order_id, "d-1"), deps)
+        route_delivery_event(event(side, "PACKAGE_DELIVERY_IN_TRANSIT", order_id, "d-1"), deps)
         is Outcome.PUSHED
     )
     assert access.degraded
@@ -358,7 +360,10 @@ def test_the_full_query_is_tried_again_after_the_recheck(side: Side) -> None:
     side.api.tracker_permission = True
     now[0] += 61
     side.api.store.update_delivery(order_id, "d-1", state="DELIVERED")
-    assert sync_event(event(side, "PACKAGE_DELIVERED", order_id, "d-1"), deps) is Outcome.PUSHED
+    assert (
+        route_delivery_event(event(side, "PACKAGE_DELIVERED", order_id, "d-1"), deps)
+        is Outcome.PUSHED
+    )
     # Then the push carries the tracking again
     assert not access.degraded
     assert side.pushes(order_id)[-1]["tracking"]["trackingNumber"] == number  # type: ignore[index]

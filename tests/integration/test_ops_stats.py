@@ -13,11 +13,11 @@ import redis
 from config.clients import make_redis, make_sqs
 from config.settings import Settings
 from tasks.celery import make_app
-from tasks.delivery.guard import Pushed
 from tasks.dispatch import Dispatcher
 from tasks.keys import DeliveryRef, Keys
 from tasks.ledger.deliveries import DeliveryStates
 from tasks.ledger.events import ClaimRequest, QueuedEvent
+from tasks.model.pushed import Pushed
 from tasks.runtime import make_ledger
 from tasks.sqs.dlq import DeadLetters, Parcel
 from tests.integration.test_ops_support import bwp_worker, closed_port

@@ -12,7 +12,7 @@ import pytest
 
 from config.settings import Settings
 from sandbox.oms import SandboxOms
-from tasks.delivery.sync import Outcome
+from tasks.delivery.outcome import Outcome
 from tasks.runtime import build_runtime
 from tests.integration.test_ops_support import Sandbox, bwp_worker, serve_sandbox
 from worker.ops.sync import MANUAL_SYNC, resync_order

@@ -20,7 +20,9 @@ from sandbox.http import ServerHandle, serve_asgi
 from sandbox.oms import SandboxOms
 from sandbox.oms import build_app as oms_app
 from tasks.delivery.attempt import handle
-from tasks.delivery.sync import Outcome, sync_delivery, sync_event, synthetic_source
+from tasks.delivery.outcome import Outcome
+from tasks.delivery.routing import route_delivery_event
+from tasks.delivery.sync import sync_for_source, synthetic_source
 from tasks.delivery.task_retry import Retry
 from tasks.dispatch import claim_request
 from tasks.errors import (
@@ -120,9 +122,12 @@ def order(side: Side, state: str = "IN_TRANSIT", **kw: str) -> str:
 def test_an_event_is_pushed_once_and_its_twin_needs_no_query(side: Side) -> None:
     order_id = order(side, "DELIVERED", tracking_number="TN", carrier_code="UPS")
     first = side.event("PACKAGE_DELIVERED", order_id)
-    assert sync_event(first, side.runtime.deps) is Outcome.PUSHED
-    assert sync_event(first, side.runtime.deps) is Outcome.ALREADY_DONE
-    assert sync_event(side.event("ITEM_DELIVERED", order_id), side.runtime.deps) is Outcome.NO_NEWS
+    assert route_delivery_event(first, side.runtime.deps) is Outcome.PUSHED
+    assert route_delivery_event(first, side.runtime.deps) is Outcome.ALREADY_DONE
+    assert (
+        route_delivery_event(side.event("ITEM_DELIVERED", order_id), side.runtime.deps)
+        is Outcome.NO_NEWS
+    )
     assert side.calls(order_id) == 1
     [body] = side.pushes(order_id)
     assert body["state"] == "DELIVERED"
@@ -135,12 +140,12 @@ def test_an_api_lagging_behind_the_event_is_asked_again(side: Side) -> None:
     key = event.envelope.dedup_key
     # When the task runs, it pushes nothing, leaves the event open, and asks to be retried
     with pytest.raises(ApiBehindEvent, match="shows IN_TRANSIT for an event announcing DELIVERED"):
-        sync_event(event, side.runtime.deps)
+        route_delivery_event(event, side.runtime.deps)
     assert side.pushes(order_id) == []
     assert side.runtime.ledger.state(key) is None
     # Then, once the API caught up, the retry pushes DELIVERED and closes the event
     side.api.store.update_delivery(order_id, "d-1", state="DELIVERED")
-    assert sync_event(event, side.runtime.deps) is Outcome.PUSHED
+    assert route_delivery_event(event, side.runtime.deps) is Outcome.PUSHED
     assert [b["state"] for b in side.pushes(order_id)] == ["DELIVERED"]
     assert side.runtime.ledger.state(key) == "done"
 
@@ -151,7 +156,7 @@ def test_a_cancelled_event_while_the_api_still_shows_delivered_is_never_closed_b
     # Given DELIVERED was pushed, and a CANCELLED event arrives while the API still says
     # DELIVERED (same rank, not the event's fact)
     order_id = order(side, "DELIVERED")
-    assert sync_event(side.event("PACKAGE_DELIVERED", order_id), side.runtime.deps) is (
+    assert route_delivery_event(side.event("PACKAGE_DELIVERED", order_id), side.runtime.deps) is (
         Outcome.PUSHED
     )
     body = to_body(
@@ -165,12 +170,12 @@ def test_a_cancelled_event_while_the_api_still_shows_delivered_is_never_closed_b
     key = parse_envelope(body).dedup_key
     # When its task runs with retries left: retried, nothing pushed, the event still open
     step = handle(body, key, side.runtime, failures=0, busy=0)
-    assert not isinstance(step, str)
+    assert isinstance(step, Retry)
     assert [b["state"] for b in side.pushes(order_id)] == ["DELIVERED"]
     assert side.runtime.ledger.state(key) is None
     # And with its budget spent: parked with both states, never marked done
     outcome = handle(body, key, side.runtime, failures=side.settings.task_max_retries, busy=0)
-    assert outcome == "failed:retries-exhausted"  # no DLQ configured in this rig
+    assert str(outcome) == "failed:retries-exhausted"  # no DLQ configured in this rig
     record = side.runtime.ledger.views([key])[0]
     assert record.kind == "retries-exhausted"
     assert "shows DELIVERED for an event announcing CANCELLED" in record.reason
@@ -183,31 +188,31 @@ def test_after_the_ledger_was_wiped_a_lagging_read_is_not_pushed_below_the_event
     # Given DELIVERED was pushed, then Redis lost everything (no recorded rank any more)
     order_id = order(side, "DELIVERED")
     delivered = side.event("PACKAGE_DELIVERED", order_id)
-    assert sync_event(delivered, side.runtime.deps) is Outcome.PUSHED
+    assert route_delivery_event(delivered, side.runtime.deps) is Outcome.PUSHED
     for key in redis_client.scan_iter(match=f"{key_prefix}*"):
         redis_client.delete(key)
     # When the DELIVERED event is run again (re-dispatched) and the API read lags
     side.api.store.update_delivery(order_id, "d-1", state="IN_TRANSIT")
     with pytest.raises(ApiBehindEvent):
-        sync_event(delivered, side.runtime.deps)
+        route_delivery_event(delivered, side.runtime.deps)
     # Then no IN_TRANSIT snapshot reached the OMS after DELIVERED
     assert [b["state"] for b in side.pushes(order_id)] == ["DELIVERED"]
 
 
 def test_a_snapshot_that_would_go_backwards_is_not_pushed(side: Side) -> None:
     order_id = order(side, "DELIVERED")
-    sync_event(side.event("PACKAGE_DELIVERED", order_id), side.runtime.deps)
+    route_delivery_event(side.event("PACKAGE_DELIVERED", order_id), side.runtime.deps)
     side.api.store.update_delivery(order_id, "d-1", state="IN_TRANSIT", tracking_number="NEW")
     ref = DeliveryRef("bp-int", order_id, "d-1")
     source = synthetic_source("MANUAL_SYNC", side.runtime.deps.now())
-    assert sync_delivery(ref, side.runtime.deps, source) is Outcome.BACKWARDS
+    assert sync_for_source(ref, side.runtime.deps, source) is Outcome.BACKWARDS
     assert [b["state"] for b in side.pushes(order_id)] == ["DELIVERED"]
 
 
 def test_reconciliation_repairs_a_dropped_event(side: Side) -> None:
     # Given IN_TRANSIT was pushed, then the delivery completed but its event was dropped
     order_id = order(side, "IN_TRANSIT", tracking_number="TN-R")
-    sync_event(side.event("PACKAGE_DELIVERY_IN_TRANSIT", order_id), side.runtime.deps)
+    route_delivery_event(side.event("PACKAGE_DELIVERY_IN_TRANSIT", order_id), side.runtime.deps)
     side.api.store.update_delivery(order_id, "d-1", state="DELIVERED")
     deliveries = side.runtime.deps.deliveries
     # When reconciliation runs
@@ -222,7 +227,7 @@ def test_reconciliation_repairs_a_dropped_event(side: Side) -> None:
 def test_reconciliation_is_bounded_per_run(side: Side) -> None:
     orders = [order(side, "IN_TRANSIT") for _ in range(5)]
     for order_id in orders:
-        sync_event(side.event("DELIVERY_IN_TRANSIT", order_id), side.runtime.deps)
+        route_delivery_event(side.event("DELIVERY_IN_TRANSIT", order_id), side.runtime.deps)
     assert (
         reconcile(side.runtime.deps.deliveries, side.runtime.deps, older_than=0, limit=3).checked
         == 3
@@ -236,7 +241,7 @@ def test_reconciliation_forgets_deliveries_that_fail_for_good_or_expired(
     # delivery record expired (no push for the state TTL)
     refused, expired = order(side, "IN_TRANSIT"), order(side, "IN_TRANSIT")
     for order_id in (refused, expired):
-        sync_event(side.event("DELIVERY_IN_TRANSIT", order_id), side.runtime.deps)
+        route_delivery_event(side.event("DELIVERY_IN_TRANSIT", order_id), side.runtime.deps)
     keys = Keys(side.runtime.settings.redis_key_prefix)
     redis_client.delete(keys.delivery(DeliveryRef("bp-int", expired, "d-1")))
     side.api.inject("validation", 1)
@@ -256,12 +261,12 @@ def test_workers_share_one_token_and_a_401_forces_one_refresh(
     try:
         before = side.api.stats()["token_requests"]
         a, b = order(side), order(side)
-        sync_event(side.event("ITEM_IN_TRANSIT", a), side.runtime.deps)
-        sync_event(side.event("ITEM_IN_TRANSIT", b), other.deps)
+        route_delivery_event(side.event("ITEM_IN_TRANSIT", a), side.runtime.deps)
+        route_delivery_event(side.event("ITEM_IN_TRANSIT", b), other.deps)
         assert side.api.stats()["token_requests"] - before == 1
         side.api.invalidate_tokens()
         c = order(side)
-        sync_event(side.event("ITEM_IN_TRANSIT", c), other.deps)
+        route_delivery_event(side.event("ITEM_IN_TRANSIT", c), other.deps)
         assert side.api.stats()["token_requests"] - before == 2
         assert len(side.pushes(c)) == 1
     finally:
@@ -288,11 +293,11 @@ def test_api_errors_are_retried_in_the_call_or_classified(
     side.api.inject(kind, count, retry_after=0 if kind == "http429" else None)
     event = side.event("PACKAGE_DELIVERY_IN_TRANSIT", order_id)
     if isinstance(expected, Outcome):
-        assert sync_event(event, side.runtime.deps) is expected
+        assert route_delivery_event(event, side.runtime.deps) is expected
         assert side.calls(order_id) == count + 1
     else:
         with pytest.raises(expected):  # type: ignore[call-overload]
-            sync_event(event, side.runtime.deps)
+            route_delivery_event(event, side.runtime.deps)
         assert side.pushes(order_id) == []
         assert side.runtime.ledger.state(event.envelope.dedup_key) is None
 
@@ -301,7 +306,7 @@ def test_oms_failures_are_retried_with_the_same_idempotency_key(side: Side) -> N
     order_id = order(side)
     side.oms.fail_next(2, status=503)
     assert (
-        sync_event(side.event("PACKAGE_DELIVERY_IN_TRANSIT", order_id), side.runtime.deps)
+        route_delivery_event(side.event("PACKAGE_DELIVERY_IN_TRANSIT", order_id), side.runtime.deps)
         is Outcome.PUSHED
     )
     keys = [a.headers.get("idempotency-key") for a in side.oms.attempts if order_id in a.body]
@@ -313,7 +318,7 @@ def test_an_oms_refusal_is_permanent_and_nothing_is_recorded(side: Side) -> None
     side.oms.fail_next(1, status=422)
     event = side.event("PACKAGE_DELIVERY_IN_TRANSIT", order_id)
     with pytest.raises(PermanentOmsError, match="422"):
-        sync_event(event, side.runtime.deps)
+        route_delivery_event(event, side.runtime.deps)
     # the delivery is not marked pushed: a replay pushes it
     assert side.runtime.deps.deliveries.last_pushed(DeliveryRef("bp-int", order_id, "d-1")) is None
 
@@ -374,8 +379,14 @@ def test_a_split_line_item_pushes_each_deliverys_own_units(versioned: Side) -> N
     )
     # When both deliveries' events are synced
     deps = side.runtime.deps
-    assert sync_event(side.event("DELIVERY_CANCELLED", order_id, "d-2"), deps) is Outcome.PUSHED
-    assert sync_event(side.event("DELIVERY_IN_TRANSIT", order_id, "d-1"), deps) is Outcome.PUSHED
+    assert (
+        route_delivery_event(side.event("DELIVERY_CANCELLED", order_id, "d-2"), deps)
+        is Outcome.PUSHED
+    )
+    assert (
+        route_delivery_event(side.event("DELIVERY_IN_TRANSIT", order_id, "d-1"), deps)
+        is Outcome.PUSHED
+    )
     # Then each push carries only that delivery's units, not the ordered 3
     by_delivery = {p["deliveryId"]: p for p in side.pushes(order_id)}
     assert by_delivery["d-2"]["lineItems"] == [{"lineItemId": "li-1", "quantity": 1}]
@@ -418,7 +429,7 @@ def test_a_sibling_in_an_unknown_state_does_not_stop_the_events_delivery(
     deps = replace(side.runtime.deps, api=OddSibling(side.runtime.deps.api))
     # When the event for d-1 is synced
     with capture_logs() as logs:
-        outcome = sync_event(side.event("DELIVERY_COMPLETED", order_id, "d-1"), deps)
+        outcome = route_delivery_event(side.event("DELIVERY_COMPLETED", order_id, "d-1"), deps)
     # Then d-1 is pushed, and the sibling is skipped with a warning and a count
     assert outcome is Outcome.PUSHED
     assert [p["deliveryId"] for p in side.pushes(order_id)] == ["d-1"]
@@ -426,7 +437,7 @@ def test_a_sibling_in_an_unknown_state_does_not_stop_the_events_delivery(
     assert deps.metrics.registry.get_sample_value("bwp_sibling_deliveries_skipped_total") == 1
     # But an event naming d-2 itself is refused as a permanent API error
     with pytest.raises(PermanentApiError):
-        sync_event(side.event("DELIVERY_COMPLETED", order_id, "d-2"), deps)
+        route_delivery_event(side.event("DELIVERY_COMPLETED", order_id, "d-2"), deps)
 
 
 def milestone_body(tracking_number: str, carrier: str = "UPS") -> str:
@@ -446,7 +457,10 @@ def test_a_milestone_for_a_known_tracker_updates_the_oms_once(side: Side) -> Non
     side.api.store.add_order(order_id, "bp-int", [("li-1", 1, "d-1")])
     side.api.move(order_id, "d-1", "IN_TRANSIT", tracking_number=number, carrier_code="UPS")
     deps = side.runtime.deps
-    assert sync_event(side.event("PACKAGE_DELIVERY_IN_TRANSIT", order_id), deps) is Outcome.PUSHED
+    assert (
+        route_delivery_event(side.event("PACKAGE_DELIVERY_IN_TRANSIT", order_id), deps)
+        is Outcome.PUSHED
+    )
     # When the carrier reports OUT_FOR_DELIVERY and the milestone event arrives twice
     side.api.move(order_id, "d-1", None, milestone="OUT_FOR_DELIVERY")
     first, twin = milestone_body(number), milestone_body(number)
@@ -538,7 +552,7 @@ def test_a_lock_lost_between_two_push_attempts_stops_the_second(
     )
     # When the task pushes
     with pytest.raises(DeliveryBusy, match="lock was lost before a push attempt"):
-        sync_event(side.event("PACKAGE_DELIVERY_IN_TRANSIT", order_id), deps)
+        route_delivery_event(side.event("PACKAGE_DELIVERY_IN_TRANSIT", order_id), deps)
     # Then the in-call retry never went out: one POST, and nothing recorded
     assert len(posts) == 1
     assert side.runtime.deps.deliveries.last_pushed(ref) is None

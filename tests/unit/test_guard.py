@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tasks.delivery.guard import Decision, Pushed, decide
+from tasks.delivery.guard import Decision, decide
 from tasks.events.catalog import DeliveryState, rank
+from tasks.model.pushed import Pushed
 
 PENDING, IN_TRANSIT = DeliveryState.PENDING, DeliveryState.IN_TRANSIT
 DELIVERED, CANCELLED = DeliveryState.DELIVERED, DeliveryState.CANCELLED

@@ -14,7 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from tasks.delivery.snapshot import Snapshot, extract_snapshots
+from tasks.delivery.snapshot import extract_snapshots
+from tasks.model.snapshot import Snapshot
 from tasks.oms.payload import delivery_update, encode, rfc3339, signature
 
 from .orders import ALL_VERSIONS, NEW_VERSION, detail, detail_2024_11, line_item, order

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tasks.delivery.outcome import Outcome
 from tasks.delivery.task_retry import (
     BUSY_MAX_RETRIES,
-    UNKNOWN_TRACKER,
     GiveUp,
     Park,
     Retry,
@@ -127,8 +127,10 @@ def test_an_unknown_tracker_past_its_budget_is_acknowledged_not_parked() -> None
     # Given the not-found budget (3) is spent
     decision = step(TrackerUnknownYet("no delivery carries 1Z"), failures=3)
     # Then the event is given up on as an unknown tracker (done and counted), not parked
-    assert decision == GiveUp("TrackerUnknownYet: no delivery carries 1Z", how=UNKNOWN_TRACKER)
-    assert UNKNOWN_TRACKER == "unknown_tracker"
+    assert decision == GiveUp(
+        "TrackerUnknownYet: no delivery carries 1Z", how=Outcome.UNKNOWN_TRACKER
+    )
+    assert Outcome.UNKNOWN_TRACKER == "unknown_tracker"
 
 
 def test_a_deferred_milestone_waits_at_least_the_rest_of_its_window() -> None:

@@ -10,16 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.delivery.snapshot import (
-    LineItem,
-    Snapshot,
-    Tracking,
-    UnknownValue,
-    extract_snapshots,
-    read_order,
-)
+from tasks.delivery.snapshot import UnknownValue, extract_snapshots, read_order
 from tasks.errors import PermanentApiError
 from tasks.events.catalog import DeliveryState
+from tasks.model.snapshot import LineItem, Snapshot, Tracking
 
 from .orders import (
     ALL_VERSIONS,
