@@ -28,7 +28,8 @@ import structlog
 
 from tasks.errors import DependencyDown
 from tasks.keys import Keys
-from tasks.ledger import scripts
+from tasks.ledger import lua
+from tasks.ledger.scripts import circuits as scripts
 from tasks.redis_outage import UNAVAILABLE, text
 
 log = structlog.get_logger("bwp.circuit")
@@ -68,8 +69,8 @@ class Circuits:
     ) -> None:
         self._r, self._keys, self._cfg = client, keys, config
         self._on_change, self._clock = on_change, clock
-        self._open_script = client.register_script(scripts.CIRCUIT_OPEN)
-        self._close_script = client.register_script(scripts.CIRCUIT_CLOSE)
+        self._open_script = lua.Runner(client, scripts.CIRCUIT_OPEN)
+        self._close_script = lua.Runner(client, scripts.CIRCUIT_CLOSE)
         self._lock = threading.Lock()
         self._open: set[str] = set()
         self._read_at = -float("inf")
@@ -156,7 +157,7 @@ class Circuits:
 
     def _trip(self, dependency: str, error: Exception) -> None:
         try:
-            changed = int(self._open_script(keys=[self._keys.circuits], args=[dependency]))
+            changed = int(self._open_script(self._args(dependency)))
         except UNAVAILABLE:
             return
         with self._lock:
@@ -173,7 +174,7 @@ class Circuits:
 
     def _close(self, dependency: str) -> None:
         try:
-            changed = int(self._close_script(keys=[self._keys.circuits], args=[dependency]))
+            changed = int(self._close_script(self._args(dependency)))
         except UNAVAILABLE:
             return
         with self._lock:
@@ -181,6 +182,9 @@ class Circuits:
         if changed:
             log.warning("circuit_closed", dependency=dependency)
             self._on_change(dependency, False)
+
+    def _args(self, dependency: str) -> scripts.CircuitArgs:
+        return scripts.CircuitArgs(circuits=self._keys.circuits, dependency=dependency)
 
     def states(self) -> dict[str, bool]:
         """Each dependency: open? (read now, for the poller's gauge)."""

@@ -26,8 +26,10 @@ import redis
 
 from tasks.errors import DeliveryBusy
 from tasks.keys import DeliveryRef, Keys
-from tasks.ledger import scripts
+from tasks.ledger import lua
+from tasks.ledger.events import EventState
 from tasks.ledger.keeper import Hold, Keeper
+from tasks.ledger.scripts import deliveries as scripts
 from tasks.model.pushed import Pushed
 from tasks.redis_outage import UNAVAILABLE, redis_outage, text
 
@@ -99,9 +101,9 @@ class DeliveryStates:
         #: the process's watchdog (delivery locks, and event leases when shared)
         self.keeper = keeper if keeper is not None else Keeper(client, lock_ttl)
         self._clock, self._sleep = clock, sleep
-        self._begin = client.register_script(scripts.BEGIN)
-        self._finish = client.register_script(scripts.FINISH)
-        self._stale_open = client.register_script(scripts.STALE_OPEN)
+        self._begin = lua.Runner(client, scripts.BEGIN)
+        self._finish = lua.Runner(client, scripts.FINISH)
+        self._stale_open = lua.Runner(client, scripts.STALE_OPEN)
 
     def begin(self, ref: DeliveryRef, dedup_key: str | None = None) -> Lease | None:
         """Take the delivery's lock; None when ``dedup_key``'s event is already done.
@@ -109,16 +111,22 @@ class DeliveryStates:
         Waits up to ``lock_wait`` seconds for a held lock, then raises DeliveryBusy.
         """
         lock = self._keys.delivery_lock(ref)
-        event = self._keys.event(dedup_key) if dedup_key is not None else lock
-        keys = [lock, self._keys.delivery(ref), event]
         token = secrets.token_hex(8)
-        args: list[str | int] = [token, self._lock_ttl_ms, "1" if dedup_key is not None else "0"]
+        call = scripts.BeginArgs(
+            lock_key=lock,
+            delivery_key=self._keys.delivery(ref),
+            # without an event, the lock key stands in (has_event False: never read)
+            event_key=self._keys.event(dedup_key) if dedup_key is not None else lock,
+            token=token,
+            lock_ttl=self._lock_ttl_ms,
+            has_event=dedup_key is not None,
+        )
         deadline = self._clock() + self._lock_wait
         delay = 0.01
         while True:
             with redis_outage():
-                reply = [text(part) for part in self._begin(keys=keys, args=args)]
-            if reply[0] == "done":
+                reply = [text(part) for part in self._begin(call)]
+            if reply[0] == EventState.DONE:
                 return None
             if reply[0] == "locked":
                 last = Pushed(reply[1], int(reply[2])) if reply[1] and reply[2] else None
@@ -172,38 +180,40 @@ class DeliveryStates:
         complete: Completion | None,
     ) -> bool:
         dedup_key, how, payload_hash = complete or ("", "", "")
-        keys = [
-            self._keys.delivery_lock(ref),
-            self._keys.delivery(ref),
-            self._keys.open_deliveries,
-            self._keys.event(dedup_key),
-            self._keys.queued_index,
-            record.tracker[0] if record and record.tracker else self._keys.delivery_lock(ref),
-        ]
-        args: list[str | int | float] = [
-            token,
-            self._clock(),
-            self._state_ttl,
-            self._done_ttl,
-            str(ref),
-            "1" if record else "0",
-            record.pushed.fingerprint if record else "",
-            record.pushed.rank if record else 0,
-            record.state if record else "",
-            "1" if record and record.terminal else "0",
-            "1" if complete else "0",
-            dedup_key,
-            how,
-            payload_hash,
-            self._open_bound,
-            "1" if record and record.tracker else "0",
-            ref.business_product_id,
-            ref.order_id,
-            ref.delivery_id,
-            record.tracker[1] if record and record.tracker else 0,
-        ]
+        lock = self._keys.delivery_lock(ref)
+        tracker = record.tracker if record else None
+        call = scripts.FinishArgs(
+            lock_key=lock,
+            delivery_key=self._keys.delivery(ref),
+            open_index=self._keys.open_deliveries,
+            # without a completion, the record of dedup key '' stands in (never touched)
+            event_key=self._keys.event(dedup_key),
+            queued_index=self._keys.queued_index,
+            # without a tracker, the lock key stands in (has_tracker False: never touched)
+            tracker_key=tracker[0] if tracker else lock,
+            token=token,
+            now=self._clock(),
+            state_ttl=self._state_ttl,
+            done_ttl=self._done_ttl,
+            member=str(ref),
+            has_record=record is not None,
+            fingerprint=record.pushed.fingerprint if record else "",
+            rank=record.pushed.rank if record else 0,
+            state=record.state if record else "",
+            terminal=bool(record and record.terminal),
+            complete=complete is not None,
+            dedup_key=dedup_key,
+            how=how,
+            payload_hash=payload_hash,
+            open_bound=self._open_bound,
+            has_tracker=tracker is not None,
+            business_product_id=ref.business_product_id,
+            order_id=ref.order_id,
+            delivery_id=ref.delivery_id,
+            tracker_ttl=tracker[1] if tracker else 0,
+        )
         with redis_outage():
-            return bool(self._finish(keys=keys, args=args))
+            return bool(self._finish(call))
 
     def last_pushed(self, ref: DeliveryRef) -> Pushed | None:
         with redis_outage():
@@ -222,7 +232,12 @@ class DeliveryStates:
         record_prefix = self._keys.delivery(DeliveryRef("", "", ""))[: -len("//")]
         with redis_outage():
             members: list[bytes] = self._stale_open(
-                keys=[self._keys.open_deliveries], args=[limit, cutoff, record_prefix]
+                scripts.StaleOpenArgs(
+                    open_index=self._keys.open_deliveries,
+                    limit=limit,
+                    cutoff=cutoff,
+                    record_prefix=record_prefix,
+                )
             )
         refs = []
         for member in members:

@@ -19,17 +19,18 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 import redis
 
 from tasks.keys import DeliveryRef, Keys
-from tasks.ledger import scripts
+from tasks.ledger import lua
+from tasks.ledger.scripts import events as scripts
+from tasks.ledger.scripts import leases
 from tasks.redis_outage import guarded, text
 
 
 class EventState(StrEnum):
-    """The states of an event record (tasks.ledger.scripts)."""
+    """The states of an event record (tasks.ledger.scripts.events)."""
 
     CLAIMED = "claimed"
     QUEUED = "queued"
@@ -119,29 +120,39 @@ class Ledger:
         self._keys = keys
         self._claim_ttl, self._queued_ttl, self._done_ttl = claim_ttl, queued_ttl, done_ttl
         self._clock = clock
-        self._claim = client.register_script(scripts.CLAIM)
-        self._release = client.register_script(scripts.RELEASE)
-        self._mark_queued = client.register_script(scripts.MARK_QUEUED)
-        self._complete = client.register_script(scripts.COMPLETE)
-        self._park = client.register_script(scripts.PARK)
-        self._fail = client.register_script(scripts.FAIL)
-        self._states = client.register_script(scripts.STATES)
-        self._views = client.register_script(scripts.VIEWS)
-        self._reclaim = client.register_script(scripts.RECLAIM)
+        self._claim = lua.Runner(client, scripts.CLAIM)
+        self._release = lua.Runner(client, scripts.RELEASE)
+        self._mark_queued = lua.Runner(client, scripts.MARK_QUEUED)
+        self._complete = lua.Runner(client, scripts.COMPLETE)
+        self._park = lua.Runner(client, scripts.PARK)
+        self._fail = lua.Runner(client, scripts.FAIL)
+        self._states = lua.Runner(client, scripts.STATES)
+        self._views = lua.Runner(client, leases.VIEWS)
+        self._reclaim = lua.Runner(client, leases.RECLAIM)
 
     def claim(self, requests: Sequence[ClaimRequest]) -> list[Claim]:
         """Claim a whole batch in one round trip; one answer per request, in order."""
         if not requests:
             return []
-        keys: list[str] = []
-        argv: list[Any] = [self._clock(), self._claim_ttl, self._done_ttl]
-        for req in requests:
-            event_key = self._keys.event(req.dedup_key)
-            # a non-delivery event has no delivery record: its own key stands in
-            keys += [event_key, self._keys.delivery(req.delivery) if req.delivery else event_key]
-            argv += [req.payload_hash, req.implied_rank if req.delivery else -1, req.implied_state]
-        replies = guarded(lambda: self._claim(keys=keys, args=argv))
+        call = scripts.ClaimArgs(
+            now=self._clock(),
+            claim_ttl=self._claim_ttl,
+            done_ttl=self._done_ttl,
+            requests=tuple(self._claim_item(req) for req in requests),
+        )
+        replies = guarded(lambda: self._claim(call))
         return [Claim(r.decode() if isinstance(r, bytes) else r) for r in replies]
+
+    def _claim_item(self, req: ClaimRequest) -> scripts.ClaimItem:
+        event_key = self._keys.event(req.dedup_key)
+        return scripts.ClaimItem(
+            event_key=event_key,
+            # a non-delivery event has no delivery record: its own key stands in, unread
+            delivery_key=self._keys.delivery(req.delivery) if req.delivery else event_key,
+            payload_hash=req.payload_hash,
+            implied_rank=req.implied_rank if req.delivery else -1,
+            implied_state=req.implied_state,
+        )
 
     def mark_queued(self, events: Sequence[QueuedEvent]) -> int:
         """Published: keep each body for the sweep, in one round trip.
@@ -152,18 +163,25 @@ class Ledger:
         """
         if not events:
             return 0
-        keys = [self._keys.event(e.dedup_key) for e in events] + [self._keys.queued_index]
-        argv: list[str | float | int] = [self._clock(), self._queued_ttl]
-        for event in events:
-            argv += [event.dedup_key, event.body]
-        return int(guarded(lambda: self._mark_queued(keys=keys, args=argv)))
+        call = scripts.MarkQueuedArgs(
+            queued_index=self._keys.queued_index,
+            now=self._clock(),
+            ttl=self._queued_ttl,
+            events=tuple(
+                scripts.QueuedItem(
+                    event_key=self._keys.event(e.dedup_key), dedup_key=e.dedup_key, body=e.body
+                )
+                for e in events
+            ),
+        )
+        return int(guarded(lambda: self._mark_queued(call)))
 
     def release_claims(self, dedup_keys: Sequence[str]) -> int:
         """Undo claims whose publish failed, so the redelivered message is claimed anew."""
         if not dedup_keys:
             return 0
-        keys = [self._keys.event(k) for k in dedup_keys]
-        return int(guarded(lambda: self._release(keys=keys, args=["claimed"])))
+        call = scripts.ReleaseArgs(states=EventState.CLAIMED, events=self._items(dedup_keys))
+        return int(guarded(lambda: self._release(call)))
 
     def state(self, dedup_key: str) -> str | None:
         raw = guarded(lambda: self._r.hget(self._keys.event(dedup_key), "state"))
@@ -173,16 +191,16 @@ class Ledger:
         """The state of each event (None when its record is gone), in one round trip."""
         if not dedup_keys:
             return []
-        keys = [self._keys.event(k) for k in dedup_keys]
-        replies = guarded(lambda: self._states(keys=keys))
+        call = scripts.StatesArgs(events=self._items(dedup_keys))
+        replies = guarded(lambda: self._states(call))
         return [text(r) or None for r in replies]
 
     def views(self, dedup_keys: Sequence[str]) -> list[EventView]:
         """Each event's state, lease and counts, in one round trip (the settling tick)."""
         if not dedup_keys:
             return []
-        keys = [self._keys.event(k) for k in dedup_keys]
-        replies = guarded(lambda: self._views(keys=keys))
+        call = leases.ViewsArgs(events=self._items(dedup_keys))
+        replies = guarded(lambda: self._views(call))
         return [
             EventView(
                 EventState(text(state)) if text(state) else None,
@@ -203,33 +221,61 @@ class Ledger:
         """
         if not orphans:
             return []
-        keys = [self._keys.event(o.dedup_key) for o in orphans]
-        args: list[str | int] = [most]
-        for orphan in orphans:
-            args += [orphan.mode, orphan.takes]
-        replies = guarded(lambda: self._reclaim(keys=keys, args=args))
+        call = leases.ReclaimArgs(
+            most=most,
+            orphans=tuple(
+                leases.OrphanItem(
+                    event_key=self._keys.event(o.dedup_key), mode=o.mode, takes_seen=o.takes
+                )
+                for o in orphans
+            ),
+        )
+        replies = guarded(lambda: self._reclaim(call))
         return [Reclaim(text(r)) for r in replies]
 
     def complete(self, dedup_key: str, how: str, payload_hash: str = "") -> None:
         """The event's work is finished: keep a `done` record for the retention period."""
-        keys = [self._keys.event(dedup_key), self._keys.queued_index]
-        args: list[str | float] = [self._clock(), self._done_ttl, how, payload_hash, dedup_key]
-        guarded(lambda: self._complete(keys=keys, args=args))
+        call = scripts.CompleteArgs(
+            event_key=self._keys.event(dedup_key),
+            queued_index=self._keys.queued_index,
+            now=self._clock(),
+            ttl=self._done_ttl,
+            how=how,
+            payload_hash=payload_hash,
+            dedup_key=dedup_key,
+        )
+        guarded(lambda: self._complete(call))
 
     def mark_parked(self, dedup_key: str, kind: str) -> None:
         """The DLQ accepted the event's message (never before): the poller deletes its
         held copy, a replay runs it again."""
-        keys = [self._keys.event(dedup_key), self._keys.queued_index]
-        args: list[str | float] = [self._clock(), self._queued_ttl, dedup_key, kind]
-        guarded(lambda: self._park(keys=keys, args=args))
+        call = scripts.ParkArgs(
+            event_key=self._keys.event(dedup_key),
+            queued_index=self._keys.queued_index,
+            now=self._clock(),
+            ttl=self._queued_ttl,
+            dedup_key=dedup_key,
+            kind=kind,
+        )
+        guarded(lambda: self._park(call))
 
     def mark_failed(self, dedup_key: str, kind: str, reason: str) -> bool:
         """The event failed for good but no DLQ took it: the poller that holds its message
         parks it (its own DLQ) or leaves it to the queue's redrive policy. False when the
         event was finished already."""
-        keys = [self._keys.event(dedup_key), self._keys.queued_index]
-        args: list[str | float] = [self._clock(), self._queued_ttl, dedup_key, kind, reason]
-        return bool(guarded(lambda: self._fail(keys=keys, args=args)))
+        call = scripts.FailArgs(
+            event_key=self._keys.event(dedup_key),
+            queued_index=self._keys.queued_index,
+            now=self._clock(),
+            ttl=self._queued_ttl,
+            dedup_key=dedup_key,
+            kind=kind,
+            reason=reason,
+        )
+        return bool(guarded(lambda: self._fail(call)))
+
+    def _items(self, dedup_keys: Sequence[str]) -> tuple[scripts.EventItem, ...]:
+        return tuple(scripts.EventItem(event_key=self._keys.event(k)) for k in dedup_keys)
 
     def postpone_sweep(self, dedup_key: str, seconds: float) -> None:
         """A retry is scheduled: keep the sweep away from this event until it is due."""
@@ -262,7 +308,7 @@ class Ledger:
             now_ms = server_time[0] * 1000 + server_time[1] // 1000
             found, gone = [], []
             for member, (state, body, lease) in zip(members, records, strict=True):
-                if state == b"queued" and body is not None:
+                if state is not None and text(state) == EventState.QUEUED and body is not None:
                     if lease is None or _lease_expiry(text(lease)) <= now_ms:
                         found.append(QueuedEvent(member, text(body)))
                 else:

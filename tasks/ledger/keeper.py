@@ -5,12 +5,12 @@ process lives (design.md sections 3.3 and 3.6).
   holder's process renews it while the sync runs, however slow the API or the OMS is (as
   Redisson's watchdog does). A lock found taken by another (or unconfirmed for a whole
   TTL: Redis could not be asked) marks its hold lost; the sync checks that before every
-  push, and the finishing write is fenced in Redis anyway (tasks.ledger.scripts.FINISH).
+  push, and the finishing write is fenced in Redis anyway (tasks.ledger.scripts.deliveries.FINISH).
 - An **event lease** says "a live worker process holds this event's task": taken when the
   task arrives from the broker (prefetched, running, or waiting for a retry countdown),
   renewed while it is held, released when the task goes back to the broker (a retry, a
   revoke, a warm shutdown). A SIGKILLed process stops renewing; the poller sees the lease
-  die and dispatches the event again (tasks.ledger.scripts.LEASES, VIEWS, RECLAIM).
+  die and dispatches the event again (tasks.ledger.scripts.leases).
 
 One daemon thread per process does both, in one Redis round trip per round: new takes and
 releases as soon as they are asked for, renewals every third of their TTL. The thread
@@ -29,7 +29,8 @@ from typing import Any
 import redis
 import structlog
 
-from tasks.ledger import scripts
+from tasks.ledger import lua
+from tasks.ledger.scripts import leases as scripts
 
 log = structlog.get_logger("bwp.lock")
 
@@ -79,8 +80,8 @@ class Keeper:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
-        self._renew = client.register_script(scripts.RENEW)
-        self._leases = client.register_script(scripts.LEASES)
+        self._renew = lua.Runner(client, scripts.RENEW)
+        self._leases = lua.Runner(client, scripts.LEASES)
         self._ttl, self._lease_ttl = ttl, lease_ttl if lease_ttl is not None else ttl
         self._clock = clock
         self._holds: set[Hold] = set()
@@ -123,7 +124,7 @@ class Keeper:
             return False
         now = self._clock()
         try:
-            kept = self._renew(keys=[hold.key], args=[int(self._ttl * 1000), hold.token])
+            kept = self._renew(self._renewal([hold]))
         except redis.RedisError:
             return False
         if int(kept[0]):
@@ -236,20 +237,21 @@ class Keeper:
     ) -> tuple[list[Any], list[Any]]:
         with self._client.pipeline(transaction=False) as pipe:
             if due:
-                self._renew(
-                    keys=[h.key for h in due],
-                    args=[int(self._ttl * 1000), *[h.token for h in due]],
-                    client=pipe,
-                )
+                self._renew(self._renewal(due), client=pipe)
             if leases:
-                args: list[str | int] = [int(self._lease_ttl * 1000)]
-                for tenancy, op in leases:
-                    args += [op, tenancy.token]
-                self._leases(keys=[t.key for t, _ in leases], args=args, client=pipe)
+                items = tuple(
+                    scripts.LeaseItem(event_key=t.key, op=op, token=t.token) for t, op in leases
+                )
+                call = scripts.LeasesArgs(ttl=int(self._lease_ttl * 1000), leases=items)
+                self._leases(call, client=pipe)
             replies = pipe.execute()
         lock_replies = replies.pop(0) if due else []
         lease_replies = replies.pop(0) if leases else []
         return lock_replies, lease_replies
+
+    def _renewal(self, holds: list[Hold]) -> scripts.RenewArgs:
+        locks = tuple(scripts.LockItem(lock_key=h.key, token=h.token) for h in holds)
+        return scripts.RenewArgs(ttl=int(self._ttl * 1000), locks=locks)
 
     def _unconfirmed(
         self, due: list[Hold], leases: list[tuple[Tenancy, str]], exc: Exception

@@ -23,42 +23,14 @@ besides the shared one.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 import redis
 
 from tasks.keys import Keys
-from tasks.order_api.rate_limit import RateLimiter
+from tasks.ledger import lua
+from tasks.ledger.scripts import milestones as scripts
 from tasks.redis_outage import guarded, text
-
-# KEYS: the tracker's hash, the event's arrival key. ARGV: window (ms), ttl (ms).
-# Returns {'covered', 0}, {'wait', ms to wait} or {'query', start ms}. Milliseconds keep
-# the numbers below 10^14, which Lua's number-to-string conversion keeps exact.
-_ADMIT: Final = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local arrived = tonumber(redis.call('GET', KEYS[2]) or '-1')
-if arrived < 0 then
-  arrived = now
-  redis.call('SET', KEYS[2], now, 'PX', ARGV[2])
-end
-local seen = redis.call('HMGET', KEYS[1], 'begun', 'covered')
-local begun, covered = tonumber(seen[1] or '-1'), tonumber(seen[2] or '-1')
-if covered > arrived then return {'covered', 0} end
-local wait = begun + tonumber(ARGV[1]) - now
-if begun >= 0 and wait > 0 then return {'wait', wait} end
-redis.call('HSET', KEYS[1], 'begun', now)
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return {'query', now}
-"""
-
-# KEYS: the tracker's hash. ARGV: the finished query's start (ms), ttl (ms).
-_COVERED: Final = """
-local covered = tonumber(redis.call('HGET', KEYS[1], 'covered') or '-1')
-if tonumber(ARGV[1]) > covered then redis.call('HSET', KEYS[1], 'covered', ARGV[1]) end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
-"""
 
 #: how long a tracker's window record and an event's arrival are kept; past it a late
 #: retry counts as a new arrival (it queries: never wrongly covered)
@@ -79,6 +51,14 @@ class Admission:
 
 
 QUERY_NOW: Final = Admission("query", -1)
+
+
+class Limiter(Protocol):
+    """A rate limiter (tasks.order_api.rate_limit.RateLimiter): named here by what the
+    gate asks of it, so that the ledger does not import the order API, whose token and
+    limiter scripts live in tasks.ledger.scripts."""
+
+    def acquire(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,21 +85,25 @@ class MilestoneGate:
         keys: Keys,
         *,
         window: float,
-        limiter: RateLimiter | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
         self._keys, self._window_ms = keys, int(window * 1000)
         self._limiter = limiter
         self._ttl_ms = max(RECORD_TTL_SECONDS * 1000, 2 * self._window_ms)
-        self._admit = client.register_script(_ADMIT)
-        self._covered = client.register_script(_COVERED)
+        self._admit = lua.Runner(client, scripts.ADMIT)
+        self._covered = lua.Runner(client, scripts.COVERED)
 
     def admit(self, tracker: Tracker, dedup_key: str) -> Admission:
         """May this milestone event query now? (see the module docstring)"""
         if self._window_ms <= 0:
             return QUERY_NOW
-        keys = [self._key(tracker), self._keys.milestone_arrival(dedup_key)]
-        args = [self._window_ms, self._ttl_ms]
-        verdict, value = guarded(lambda: self._admit(keys=keys, args=args))
+        call = scripts.AdmitArgs(
+            tracker_key=self._key(tracker),
+            arrival_key=self._keys.milestone_arrival(dedup_key),
+            window=self._window_ms,
+            ttl=self._ttl_ms,
+        )
+        verdict, value = guarded(lambda: self._admit(call))
         if text(verdict) == "wait":
             return Admission("wait", int(value) / 1000)
         return Admission(text(verdict), int(value))
@@ -128,8 +112,10 @@ class MilestoneGate:
         """The query ``admission`` let begin has finished: it covers earlier arrivals."""
         if self._window_ms <= 0 or admission.started < 0:
             return
-        args = [admission.started, self._ttl_ms]
-        guarded(lambda: self._covered(keys=[self._key(tracker)], args=args))
+        call = scripts.CoveredArgs(
+            tracker_key=self._key(tracker), started=admission.started, ttl=self._ttl_ms
+        )
+        guarded(lambda: self._covered(call))
 
     def budget(self) -> None:
         """Take a slot of the milestones' share of the API budget (waits for it)."""

@@ -4,7 +4,7 @@ A PACKAGE_TRACKER_MILESTONE_CHANGED event may name only ``carrier/<code>/tracker
 this index, written whenever a push carries a tracking number, lets the milestone's task
 find the delivery to re-sync. One hash per tracker, expiring after ``TRACKER_TTL_SECONDS``
 (a tracker is refreshed by every push that carries it). A sync writes it in the same round
-trip that records its push (``entry``, then tasks.ledger.scripts.FINISH); reconciliation
+trip that records its push (``entry``, then tasks.ledger.scripts.deliveries.FINISH); reconciliation
 and a milestone's own order query write it again (``remember``), so an index lost with
 Redis comes back from the deliveries the worker reads.
 

@@ -4,6 +4,7 @@ Every worker process shares one Redis key holding the "theoretical arrival time"
 of the next call; Redis's own clock (TIME) decides, so worker clocks never disagree.
 One script call per acquire *reserves* a slot: it advances the TAT by one interval and
 answers how long the caller must wait for its slot. The caller sleeps that long, once.
+(The script is tasks.ledger.scripts.order_api.GCRA_RESERVE.)
 
 Why reservations, not "may I go now?": a polling limiter re-runs the script every few
 milliseconds for every waiting thread (hundreds of threads → thousands of Redis calls
@@ -20,24 +21,9 @@ from collections.abc import Callable
 import redis
 
 from tasks.errors import ApiUnavailable
+from tasks.ledger import lua
+from tasks.ledger.scripts.order_api import GCRA_RESERVE, ReserveArgs
 from tasks.redis_outage import guarded
-
-# KEYS[1]: the limiter key. ARGV: emission interval (µs), tolerance (µs), max wait (µs).
-# Returns the microseconds the caller must wait for the slot it now holds, or -1 (and
-# reserves nothing) when that wait would exceed the max.
-_GCRA_RESERVE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval, tolerance, max_wait = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local wait = tat - tolerance - now
-if wait > max_wait then return -1 end
-if wait < 0 then wait = 0 end
-local next_tat = tat + interval
-redis.call('SET', KEYS[1], next_tat, 'PX', math.ceil((next_tat - now) / 1000) + 1000)
-return wait
-"""
 
 
 class RateLimiter:
@@ -61,14 +47,19 @@ class RateLimiter:
         self._tolerance_us = self._interval_us * (burst - 1)
         self._max_wait_us = int(max_wait * 1_000_000)
         self._sleep = sleep
-        self._script = client.register_script(_GCRA_RESERVE)
+        self._script = lua.Runner(client, GCRA_RESERVE)
         #: calls that had to wait (tests and metrics)
         self.throttled = 0
 
     def acquire(self) -> None:
         """Reserve the next slot (one Redis call) and sleep until it comes."""
-        args = [self._interval_us, self._tolerance_us, self._max_wait_us]
-        wait_us = int(guarded(lambda: self._script(keys=[self._key], args=args)))
+        call = ReserveArgs(
+            limiter_key=self._key,
+            interval=self._interval_us,
+            tolerance=self._tolerance_us,
+            max_wait=self._max_wait_us,
+        )
+        wait_us = int(guarded(lambda: self._script(call)))
         if wait_us < 0:
             raise ApiUnavailable(
                 "order API rate limit: no slot within the wait budget",

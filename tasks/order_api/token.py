@@ -21,12 +21,9 @@ from tasks.errors import ApiUnavailable, DependencyDown, PermanentApiError
 from tasks.http.circuit import TOKEN, Breaker, Circuits
 from tasks.http.deadline import Deadline, bounded_request
 from tasks.keys import Keys
+from tasks.ledger import lua
+from tasks.ledger.scripts.order_api import DELETE_IF_EQUAL, DeleteIfEqualArgs
 from tasks.redis_outage import redis_outage
-
-_DEL_IF_EQUAL = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +67,7 @@ class TokenCache:
         self._max_bytes = max_response_bytes
         self._margin, self._wait = refresh_margin, wait
         self._clock, self._sleep = clock, sleep
-        self._del_if_equal = client.register_script(_DEL_IF_EQUAL)
+        self._del_if_equal = lua.Runner(client, DELETE_IF_EQUAL)
         # Process-local memo of the shared token: saves a Redis round trip per call.
         self._memo: tuple[str, float] | None = None
         #: token endpoint requests made by this process (tests count them)
@@ -96,7 +93,9 @@ class TokenCache:
                     try:
                         return self._breaker.call(self._refresh, ApiUnavailable)
                     finally:
-                        self._del_if_equal(keys=[self._keys.token_lock], args=[lock])
+                        self._del_if_equal(
+                            DeleteIfEqualArgs(key=self._keys.token_lock, expected=lock)
+                        )
             if self._circuits is not None and self._circuits.is_open(TOKEN):
                 # another process is probing the token endpoint: wait as a task, not here
                 raise DependencyDown(TOKEN, self._circuits.config.probe_interval)
@@ -108,7 +107,7 @@ class TokenCache:
         """The API refused ``token``: drop it (only it) so the next get() refreshes."""
         self._memo = None
         with redis_outage():
-            self._del_if_equal(keys=[self._keys.token], args=[token])
+            self._del_if_equal(DeleteIfEqualArgs(key=self._keys.token, expected=token))
 
     def _refresh(self) -> str:
         self.fetches += 1
