@@ -235,19 +235,22 @@ class Keeper:
     def _round(
         self, due: list[Hold], leases: list[tuple[Tenancy, str]]
     ) -> tuple[list[Any], list[Any]]:
+        # One script alone (the usual round: a task's lease taken) goes as a plain EVALSHA:
+        # redis-py's pipeline asks SCRIPT EXISTS before every execute, a second command.
+        lease_call = self._lease_call(leases) if leases else None
+        if lease_call is None:
+            return self._renew(self._renewal(due)), []
+        if not due:
+            return [], self._leases(lease_call)
         with self._client.pipeline(transaction=False) as pipe:
-            if due:
-                self._renew(self._renewal(due), client=pipe)
-            if leases:
-                items = tuple(
-                    scripts.LeaseItem(event_key=t.key, op=op, token=t.token) for t, op in leases
-                )
-                call = scripts.LeasesArgs(ttl=int(self._lease_ttl * 1000), leases=items)
-                self._leases(call, client=pipe)
-            replies = pipe.execute()
-        lock_replies = replies.pop(0) if due else []
-        lease_replies = replies.pop(0) if leases else []
+            self._renew(self._renewal(due), client=pipe)
+            self._leases(lease_call, client=pipe)
+            lock_replies, lease_replies = pipe.execute()
         return lock_replies, lease_replies
+
+    def _lease_call(self, leases: list[tuple[Tenancy, str]]) -> scripts.LeasesArgs:
+        items = tuple(scripts.LeaseItem(event_key=t.key, op=op, token=t.token) for t, op in leases)
+        return scripts.LeasesArgs(ttl=int(self._lease_ttl * 1000), leases=items)
 
     def _renewal(self, holds: list[Hold]) -> scripts.RenewArgs:
         locks = tuple(scripts.LockItem(lock_key=h.key, token=h.token) for h in holds)

@@ -251,3 +251,37 @@ def test_scheduled_job_runs_are_recorded(redis_client: redis.Redis, key_prefix: 
     assert runs.last() == {}
     runs.record("sweep")
     assert runs.last() == {"sweep": 1234.5}
+
+
+class _RoundTrips(redis.Connection):
+    """Counts what goes on the wire: one send per command, or per pipeline."""
+
+    sent = 0
+
+    def send_packed_command(self, command: object, check_health: bool = True) -> None:
+        type(self).sent += 1
+        super().send_packed_command(command, check_health)
+
+
+def test_a_round_that_only_takes_a_lease_is_one_round_trip(
+    ledger: Ledger, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    # Given a keeper on a client that counts its round trips, its script already loaded
+    _queued(ledger, "first")
+    _queued(ledger, "second")
+    options = redis_client.connection_pool.connection_kwargs
+    pool = redis.ConnectionPool(connection_class=_RoundTrips, **options)
+    counted = redis.Redis(connection_pool=pool)
+    keeper = Keeper(counted, 5.0)
+    keeper.take(Keys(key_prefix).event("first"))
+    keeper.renew_now()
+    # When the next task's lease is taken (the usual round: no lock due)
+    before = _RoundTrips.sent
+    keeper.take(Keys(key_prefix).event("second"))
+    keeper.renew_now()
+    # Then it cost one EVALSHA, not a pipeline with its SCRIPT EXISTS
+    assert _RoundTrips.sent - before == 1
+    assert ledger.views(["second"])[0].lease is Lease.LIVE
+    keeper.drop_all()
+    counted.close()
+    pool.disconnect()
