@@ -14,7 +14,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -180,14 +180,18 @@ def run_one(
     options: argparse.Namespace,
     log_dir: Path,
     contender: Contender | None = None,
+    watch: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """One contender through one stream; ``contender`` overrides the one ``spec`` names
-    (``bench.scale`` passes a group of bwp-worker tasks)."""
+    (``bench.scale`` passes a group of bwp-worker tasks); ``watch`` is given the private
+    Redis's URL before anything runs (``bench.redis_origins`` attaches MONITOR)."""
     events = options.paced_events if spec.feed == "paced" else options.events
     prefix = f"322-R{index:02d}"
     stream = build(events, options.seed, prefix=prefix)
     queue, cache = services.new_queue(), private_redis()
     client = redis.Redis.from_url(cache.url)
+    if watch is not None:
+        watch(cache.url)
     contender = contender or _contender(spec.contender, options, log_dir)
     try:
         services.reset_oms()
