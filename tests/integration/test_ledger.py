@@ -285,3 +285,26 @@ def test_a_round_that_only_takes_a_lease_is_one_round_trip(
     keeper.drop_all()
     counted.close()
     pool.disconnect()
+
+
+def _calls(client: redis.Redis, command: str) -> int:
+    stats = client.info("commandstats").get(f"cmdstat_{command}", {})
+    return int(stats.get("calls", 0))
+
+
+def test_a_first_claim_deletes_nothing_and_a_replay_clears_what_the_park_left(
+    ledger: Ledger, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    # Given events never seen (counted by the server: commands inside the script too)
+    before = _calls(redis_client, "hdel")
+    # When they are claimed
+    answers = ledger.claim([ClaimRequest("fresh-1", "h"), ClaimRequest("fresh-2", "h")])
+    # Then nothing was deleted from records that held nothing
+    assert answers == [Claim.NEW, Claim.NEW]
+    assert _calls(redis_client, "hdel") == before
+    # ... while a parked event claimed anew loses its reason, as before
+    ledger.mark_parked("fresh-1", "permanent-api-error")
+    assert redis_client.hget(Keys(key_prefix).event("fresh-1"), "why") is not None
+    assert ledger.claim([ClaimRequest("fresh-1", "h")]) == [Claim.NEW]
+    assert ledger.views(["fresh-1"])[0].state is EventState.CLAIMED
+    assert redis_client.hget(Keys(key_prefix).event("fresh-1"), "why") is None

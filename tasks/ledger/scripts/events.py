@@ -13,10 +13,12 @@ from tasks.ledger.lua import Key, Script
 # that a later copy is compared with it and never taken for a conflict. ``queued_index``
 # is read only with a ``dedup_key``.
 EVENT_DONE: Final = """
-local function event_done(ekey, now, ttl, how, hash, queued_index, dedup_key)
-  redis.call('HSET', ekey, 'state', 'done', 'at', now, 'how', how)
-  if hash ~= '' then redis.call('HSET', ekey, 'hash', hash) end
-  redis.call('HDEL', ekey, 'body', 'lease', 'why')
+-- stale: false when the caller knows the record holds no body, lease or reason to drop
+-- (one HDEL less per event)
+local function event_done(ekey, now, ttl, how, hash, queued_index, dedup_key, stale)
+  if hash ~= '' then redis.call('HSET', ekey, 'state', 'done', 'at', now, 'how', how, 'hash', hash)
+  else redis.call('HSET', ekey, 'state', 'done', 'at', now, 'how', how) end
+  if stale ~= false then redis.call('HDEL', ekey, 'body', 'lease', 'why') end
   redis.call('EXPIRE', ekey, ttl)
   if dedup_key ~= '' then redis.call('ZREM', queued_index, dedup_key) end
 end
@@ -84,7 +86,10 @@ end
 local out = {}
 for _, r in ipairs(requests) do
   local hash, implied = r.payload_hash, r.implied_rank
-  local found = redis.call('HMGET', r.event_key, 'state', 'hash')
+  local found = redis.call('HMGET', r.event_key, 'state', 'hash', 'body', 'lease', 'how', 'why')
+  -- what a new claim must drop: a parked record's, or a lease written after the record
+  -- vanished (a new record holds none of it: no HDEL)
+  local stale = found[3] or found[4] or found[5] or found[6]
   if found[1] and found[1] ~= 'parked' then
     if found[2] and found[2] ~= hash then out[#out + 1] = 'conflict'
     elseif found[1] == 'claimed' then out[#out + 1] = 'inflight'
@@ -95,11 +100,11 @@ for _, r in ipairs(requests) do
     local pushed = redis.call('HMGET', r.delivery_key, 'rank', 'state')
     local rank = tonumber(pushed[1] or '-1')
     if implied >= 0 and (rank > implied or (rank == implied and pushed[2] == r.implied_state)) then
-      event_done(r.event_key, now, done_ttl, 'no_news', hash, '', '')
+      event_done(r.event_key, now, done_ttl, 'no_news', hash, '', '', stale and true or false)
       out[#out + 1] = 'no_news'
     else
       redis.call('HSET', r.event_key, 'state', 'claimed', 'hash', hash, 'at', now)
-      redis.call('HDEL', r.event_key, 'lease', 'how', 'why')
+      if stale then redis.call('HDEL', r.event_key, 'lease', 'how', 'why') end
       redis.call('EXPIRE', r.event_key, claim_ttl)
       out[#out + 1] = 'new'
     end
