@@ -302,9 +302,9 @@ def test_a_first_claim_deletes_nothing_and_a_replay_clears_what_the_park_left(
     # Then nothing was deleted from records that held nothing
     assert answers == [Claim.NEW, Claim.NEW]
     assert _calls(redis_client, "hdel") == before
-    # ... while a parked event claimed anew loses its reason, as before
+    # ... while a parked event claimed anew loses how it ended, as before
     ledger.mark_parked("fresh-1", "permanent-api-error")
-    assert redis_client.hget(Keys(key_prefix).event("fresh-1"), "why") is not None
+    assert redis_client.hget(Keys(key_prefix).event("fresh-1"), "how") is not None
     assert ledger.claim([ClaimRequest("fresh-1", "h")]) == [Claim.NEW]
     assert ledger.views(["fresh-1"])[0].state is EventState.CLAIMED
-    assert redis_client.hget(Keys(key_prefix).event("fresh-1"), "why") is None
+    assert redis_client.hget(Keys(key_prefix).event("fresh-1"), "how") is None
