@@ -62,7 +62,9 @@ class Dispatcher:
         queue_key: str | None = None,
         origin: str | None = None,
     ) -> None:
-        self._app, self._queue, self._origin = app, queue, origin
+        self._app, self._queue = app, queue
+        #: the messages' ``origin`` header: the poller, unless another publisher names itself
+        self._origin = origin or f"bwp-poller@{socket.gethostname()}:{os.getpid()}"
         self._broker, self._queue_key = broker, queue_key
         #: tasks published by this dispatcher (tests count them)
         self.published = 0
@@ -79,9 +81,8 @@ class Dispatcher:
 
     @classmethod
     def for_settings(cls, app: Celery, settings: Settings) -> Dispatcher:
-        """The poller's: onto the sync queue, the poller named as the messages' origin."""
-        origin = f"bwp-poller@{socket.gethostname()}:{os.getpid()}"
-        return cls.for_app(app, settings.celery_queue, origin=origin)
+        """The poller's: onto the sync queue."""
+        return cls.for_app(app, settings.celery_queue)
 
     def close(self) -> None:
         if self._broker is not None:

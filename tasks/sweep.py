@@ -7,6 +7,7 @@ from contextlib import closing
 
 import structlog
 from celery import Celery
+from celery.utils.nodenames import anon_nodename
 
 from config.settings import Settings
 from tasks.dispatch import Dispatcher
@@ -23,7 +24,9 @@ def sweep_stale(ledger: Ledger, app: Celery, settings: Settings, limit: int = SW
     stale = ledger.stale_queued(settings.sweep_after_seconds, limit)
     if not stale:
         return 0
-    with closing(Dispatcher.for_app(app, settings.celery_queue)) as dispatcher:
+    # the origin Celery gives what a task publishes: this worker's node name
+    origin = anon_nodename()
+    with closing(Dispatcher.for_app(app, settings.celery_queue, origin=origin)) as dispatcher:
         confirmed = dispatcher.publish(stale)
     redone = [event for event, ok in zip(stale, confirmed, strict=True) if ok]
     ledger.mark_queued(redone)

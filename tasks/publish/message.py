@@ -21,11 +21,11 @@ from tasks.publish.call import SyncCall
 
 
 def send(
-    app: Celery, producer: Any, call: SyncCall, queue: str, *, origin: str | None, **options: Any
+    app: Celery, producer: Any, call: SyncCall, queue: str, *, origin: str, **options: Any
 ) -> None:
     """Publish ``call`` onto ``queue`` through ``producer``; ``options`` go to Celery's
-    ``send_task_message`` (retry, retry_policy, declare). ``origin`` None: Celery's own
-    (this process's node name). Raises what the producer raises."""
+    ``send_task_message`` (retry, retry_policy, declare); ``origin`` names the publisher
+    in the message's headers. Raises what the producer raises."""
     message = app.amqp.create_task_message(
         uuid(),
         call.name,
@@ -38,9 +38,7 @@ def send(
     app.amqp.send_task_message(producer, call.name, message, queue=queue, **options)
 
 
-def redis_messages(
-    app: Celery, calls: Iterable[SyncCall], queue: str, *, origin: str | None
-) -> list[str]:
+def redis_messages(app: Celery, calls: Iterable[SyncCall], queue: str, *, origin: str) -> list[str]:
     """One message per call as kombu's Redis transport LPUSHes it onto ``queue``'s list
     (its virtual channel's envelope, the body base64, in kombu's JSON). Nothing is sent:
     the caller pushes the batch. Celery's publish signals fire as they do for a message
