@@ -17,10 +17,7 @@ from kombu import Queue
 
 from config.clients import is_redis_url
 from config.settings import Settings, SettingsError, process_settings, refuse_to_start
-
-SYNC_TASK = "bwp.sync_delivery"
-SWEEP_TASK = "bwp.sweep_stale_events"
-RECONCILE_TASK = "bwp.reconcile_open_deliveries"
+from tasks.publish.names import RECONCILE_TASK, SWEEP_TASK
 
 #: a scheduled job still waiting this many intervals is dropped (the next one is sent by
 #: then). Several intervals: a worker whose clock runs ahead of beat's, or a short backlog

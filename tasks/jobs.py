@@ -18,13 +18,13 @@ from celery.worker.request import Request
 
 from config.logging import configure_logging
 from config.settings import SettingsError, process_settings, refuse_to_start
-from tasks.celery import RECONCILE_TASK, SWEEP_TASK, SYNC_TASK
 from tasks.delivery import task_retry
 from tasks.delivery.attempt import handle
-from tasks.dispatch import hidden_argsrepr
 from tasks.ledger.keeper import Tenancy
 from tasks.ledger.runs import JobRuns
 from tasks.metrics import TaskMetrics
+from tasks.publish.call import SyncCall
+from tasks.publish.names import RECONCILE_TASK, SWEEP_TASK
 from tasks.reconcile import reconcile
 from tasks.runtime import Runtime, build_runtime
 from tasks.sweep import sweep_stale
@@ -113,10 +113,10 @@ class LeasedRequest(Request):
         super().__init__(*args, **kwargs)
         self._tenancy: Tenancy | None = None
         self._release = False
-        task_args = self.args
-        if isinstance(task_args, list | tuple) and len(task_args) >= 2:
+        dedup_key = SyncCall.dedup_key_in(self.args)
+        if dedup_key is not None:
             rt = runtime()
-            self._tenancy = rt.keeper.take(rt.keys.event(str(task_args[1])))
+            self._tenancy = rt.keeper.take(rt.keys.event(dedup_key))
 
     def on_retry(self, exc_info: Any) -> Any:
         self._release = True  # the retry is in the broker now: no longer held here
@@ -140,8 +140,9 @@ class LeasedRequest(Request):
 def register(app: Any) -> None:
     """Register the tasks on ``app``."""
 
+    # The parameters are SyncCall's fields (tasks/publish/call.py), in its order.
     @app.task(  # type: ignore[untyped-decorator]
-        bind=True, name=SYNC_TASK, max_retries=None, acks_late=True, Request=LeasedRequest
+        bind=True, name=SyncCall.name, max_retries=None, acks_late=True, Request=LeasedRequest
     )
     def sync_delivery(
         self: Task[Any, Any], body: str, dedup_key: str, failures: int = 0, busy: int = 0
@@ -150,13 +151,16 @@ def register(app: Any) -> None:
         structlog.contextvars.bind_contextvars(task_id=self.request.id, event_key=dedup_key)
         result = handle(body, dedup_key, runtime(), failures=failures, busy=busy)
         if isinstance(result, task_retry.Retry):
-            # argsrepr: what Flower shows of the retry, never the body (Celery passes the
-            # option on to the message; the type stubs do not list it)
+            # Celery publishes the retry (same arguments, its retry count and countdown);
+            # the call it makes is SyncCall's. argsrepr: Celery passes the option on to
+            # the message (the type stubs do not list it).
+            retry = SyncCall(body, dedup_key, failures=result.failures, busy=result.busy)
             raise self.retry(  # type: ignore[call-arg]
+                args=retry.args,
+                kwargs=retry.kwargs,
                 countdown=result.countdown,
-                kwargs={"failures": result.failures, "busy": result.busy},
                 max_retries=None,
-                argsrepr=hidden_argsrepr(body, dedup_key),
+                argsrepr=retry.argsrepr,
             )
         return str(result)
 

@@ -14,15 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from config.settings import load_settings
 from sandbox.stack import LocalStack, StackOptions
-from tasks.celery import make_app
-from tasks.events.samples import build_event, to_body
-from tasks.keys import Keys
-from tasks.ledger.events import ClaimRequest, Ledger, QueuedEvent
-from tasks.runtime import make_ledger
-from tasks.sweep import sweep_stale
+from tasks.events.samples import to_body
 from tests.e2e.checks import pushes
+from tests.e2e.conftest import lost_task
 
 pytestmark = pytest.mark.e2e
 
@@ -150,7 +145,7 @@ def test_an_authenticated_flower_shows_no_event_body_for_any_publish(redis_url: 
         stack.oms.fail_next(1, status=503)
         retried = sync_event(stack, "322-FLW-2")
         stack.wait_until(lambda: len(pushes(stack, "322-FLW-2")) == 1, what="push after retry")
-        # and one whose task was lost, which the sweep publishes again (send_task)
+        # and one whose task was lost, which the sweep publishes again
         swept = lost_task(stack, "322-FLW-3")
         stack.wait_until(lambda: len(pushes(stack, "322-FLW-3")) == 1, what="swept event pushed")
         stack.wait_until(
@@ -198,38 +193,3 @@ def sync_event(stack: LocalStack, order_id: str) -> tuple[str, str]:
     stack.api.store.update_delivery(order_id, "d-1", state="IN_TRANSIT")
     event = stack.send_event("PACKAGE_DELIVERY_IN_TRANSIT", order_id, "d-1")
     return event["detail"]["idempotencyKey"], to_body(event)
-
-
-def lost_task(stack: LocalStack, order_id: str) -> tuple[str, str]:
-    """An event `queued` an hour ago whose task never reached a worker; sweep it now."""
-    stack.api.store.add_order(order_id, "bp-flower", [("li", 1, "d-1")])
-    stack.api.store.update_delivery(order_id, "d-1", state="IN_TRANSIT")
-    event = build_event(
-        "PACKAGE_DELIVERY_IN_TRANSIT",
-        business_product_id="bp-flower",
-        order_id=order_id,
-        delivery_id="d-1",
-    )
-    key, body = event["detail"]["idempotencyKey"], to_body(event)
-    env = stack.env()
-    settings = load_settings(
-        redis_url=stack.redis_url,
-        redis_key_prefix=env["REDIS_KEY_PREFIX"],
-        celery_queue=env["CELERY_QUEUE"],
-    )
-    an_hour_ago = Ledger(
-        stack.redis,
-        Keys(settings.redis_key_prefix),
-        claim_ttl=30,
-        queued_ttl=3600,
-        done_ttl=3600,
-        clock=lambda: time.time() - 3600,
-    )
-    an_hour_ago.claim([ClaimRequest(key, "lost")])
-    an_hour_ago.mark_queued([QueuedEvent(key, body)])
-    app = make_app(settings)
-    try:
-        assert sweep_stale(make_ledger(stack.redis, settings), app, settings) == 1
-    finally:
-        app.close()
-    return key, body

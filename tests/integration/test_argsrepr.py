@@ -1,6 +1,7 @@
 """What Flower and Celery's logs show of a sync task's arguments (``argsrepr``): the
 body's size and the dedup key, never the body, whichever way the task is published (the
-poller's batched LPUSH, ``send_task`` as the sweep publishes). Real Redis broker; the
+batched LPUSH of the poller and the sweep, the producer of a broker other than Redis).
+Real Redis broker; the
 messages are read back from the queue's list. (A Celery retry is checked through a real
 Flower: tests/e2e/test_flower.py.)"""
 
@@ -28,7 +29,7 @@ def test_every_publish_path_hides_the_event_body(
     queued = QueuedEvent(event["detail"]["idempotencyKey"], to_body(event))
     app = make_app(settings)
     try:
-        # When it is published the poller's way and the sweep's way
+        # When it is published as a batch and through the broker's producer
         assert Dispatcher.for_settings(app, settings).publish([queued]) == [True]
         assert Dispatcher(app, settings.celery_queue).publish([queued]) == [True]
     finally:

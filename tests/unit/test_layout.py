@@ -26,6 +26,8 @@ PURE = (
     "tasks.model.pushed",
     "tasks.model.snapshot",
     "tasks.oms.payload",
+    "tasks.publish.call",
+    "tasks.publish.names",
     "tasks.errors",
     "tasks.keys",
 )
