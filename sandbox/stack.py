@@ -300,8 +300,14 @@ class LocalStack:
         return f"queue (visible, in flight) {self.queue_counts()}; not done: {open_keys}"
 
     def wait_until(
-        self, predicate: Callable[[], bool], timeout: float = 60.0, what: str = ""
+        self,
+        predicate: Callable[[], bool],
+        timeout: float = 60.0,
+        what: str = "",
+        explain: Callable[[], str] | None = None,
     ) -> None:
+        """Wait for ``predicate``; on a timeout, say ``explain()`` (what is still missing)
+        and every process's last lines."""
         deadline = time.monotonic() + timeout
         while not predicate():
             for process in self.processes:
@@ -309,5 +315,6 @@ class LocalStack:
                     raise RuntimeError(f"{process.name} exited:\n{process.log_tail()}")
             if time.monotonic() > deadline:
                 tails = "\n".join(f"--- {p.name}\n{p.log_tail()}" for p in self.processes)
-                raise TimeoutError(f"timed out waiting for {what or predicate}\n{tails}")
+                why = f"\n{explain()}" if explain is not None else ""
+                raise TimeoutError(f"timed out waiting for {what or predicate}{why}\n{tails}")
             time.sleep(0.05)

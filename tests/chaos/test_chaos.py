@@ -146,6 +146,7 @@ def test_nothing_is_lost_under_chaos(chaos_stack: LocalStack) -> None:
         lambda: stack.settled(keys) and not mismatches(stack, orders),
         timeout=240,
         what="convergence",
+        explain=lambda: f"{stack.unsettled(keys)}; OMS wrong: {mismatches(stack, orders)}",
     )
     converged = time.monotonic() - started
 
