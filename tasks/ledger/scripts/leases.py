@@ -153,13 +153,14 @@ local now = server_ms()
 local out = {}
 for i, l in ipairs(leases) do
   local op, token = l.op, l.token
-  local f = redis.call('HMGET', l.event_key, 'state', 'lease')
+  local f = redis.call('HMGET', l.event_key, 'state', 'lease', 'takes')
   local open = f[1] == 'queued' or f[1] == 'claimed'
   local mine = f[2] ~= false and string.sub(f[2], 1, #token + 1) == token .. ':'
   out[i] = 0
   if op == 'take' and open then
-    redis.call('HSET', l.event_key, 'lease', token .. ':' .. (now + ttl))
-    redis.call('HINCRBY', l.event_key, 'takes', 1)
+    -- one HSET: the takes counter was read above, in this same atomic script
+    local takes = (tonumber(f[3]) or 0) + 1
+    redis.call('HSET', l.event_key, 'lease', token .. ':' .. (now + ttl), 'takes', takes)
     out[i] = 1
   elseif op == 'renew' and open and mine then
     redis.call('HSET', l.event_key, 'lease', token .. ':' .. (now + ttl))
