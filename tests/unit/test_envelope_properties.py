@@ -13,6 +13,7 @@ them, where a parser's deeper branches are.
 from __future__ import annotations
 
 import json
+import re
 import string
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -29,6 +30,8 @@ from tasks.events.resources import is_valid_id, parse_resource
 REQUIRED = ("id", "detail-type", "time", "resources")
 ID_HEAD = string.ascii_letters + string.digits
 ID_TAIL = ID_HEAD + "._:~+=@-"
+#: an idempotency key may also be base64 (buy-with-prime-api.md section 1), '/' included
+BASE64_KEY = re.compile(r"[A-Za-z0-9+/=]{1,512}")
 #: characters outside the id alphabet that still keep a resource in one '/'-separated piece
 FORBIDDEN = " \t\n\r\"'{}()#$%&*,;<>?[]\\^`|\x00\x1b\u00e9\u0435\u200b\u202e\u2028\ufeff\ud800"
 
@@ -188,7 +191,7 @@ def assert_documented_fields(result: DeliveryEvent | Envelope, body: str) -> Non
     assert envelope.detail == (doc.get("detail") or {})
     key = envelope.detail.get("idempotencyKey")
     assert envelope.dedup_key == (envelope.id if key is None else key)
-    assert is_valid_id(envelope.dedup_key)
+    assert is_valid_id(envelope.dedup_key) or BASE64_KEY.fullmatch(envelope.dedup_key)
     assert len(envelope.payload_hash) == 32 and set(envelope.payload_hash) <= set(string.hexdigits)
     if not isinstance(result, DeliveryEvent):
         assert not is_delivery_event(envelope.detail_type)
