@@ -9,16 +9,17 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 import uvicorn
+
+from sandbox.stops import StopsOnExit
 
 _START_TIMEOUT = 10.0
 
 
 @dataclass
-class ServerHandle:
+class ServerHandle(StopsOnExit):
     """A running server: ``url`` to reach it, ``stop()`` to end it (idempotent)."""
 
     url: str
@@ -32,17 +33,6 @@ class ServerHandle:
         self._server.should_exit = True
         self._thread.join(timeout)
         self._sock.close()
-
-    def __enter__(self) -> ServerHandle:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def serve_asgi(app: Any, host: str = "127.0.0.1", port: int = 0) -> ServerHandle:

@@ -14,7 +14,8 @@ import select
 import socket
 import socketserver
 import threading
-from types import TracebackType
+
+from sandbox.stops import StopsOnExit
 
 _BUFFER = 65536
 
@@ -100,7 +101,7 @@ class _Server(socketserver.ThreadingTCPServer):
         self.lock = threading.Lock()
 
 
-class ForwardProxy:
+class ForwardProxy(StopsOnExit):
     """``with ForwardProxy({"oms.invalid": 8080}) as proxy:`` then ``proxy.url``."""
 
     def __init__(self, hosts: dict[str, int]) -> None:
@@ -119,14 +120,3 @@ class ForwardProxy:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
-
-    def __enter__(self) -> ForwardProxy:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

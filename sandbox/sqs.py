@@ -15,13 +15,14 @@ import functools
 import json
 import logging
 import re
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import boto3
 from moto.server import ThreadedMotoServer
 from moto.sqs.exceptions import InvalidParameterValue
 from moto.sqs.models import SQSBackend
+
+from sandbox.stops import StopsOnExit
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -70,7 +71,7 @@ def _enforce_aws_checks() -> None:
     SQSBackend.send_message = send_message  # type: ignore[method-assign]
 
 
-class SqsServer:
+class SqsServer(StopsOnExit):
     """A running moto server: ``url`` to reach it, ``stop()`` to end it."""
 
     def __init__(self) -> None:
@@ -87,17 +88,6 @@ class SqsServer:
         self._server.stop()
         if wsgi is not None:
             wsgi.server_close()
-
-    def __enter__(self) -> SqsServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def sqs_client(endpoint_url: str) -> SQSClient:
